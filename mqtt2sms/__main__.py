@@ -1,0 +1,3 @@
+from mqtt2sms import cli
+
+raise SystemExit(cli.main())

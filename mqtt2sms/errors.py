@@ -1,0 +1,69 @@
+"""The one exception tree of mqtt2sms.
+
+::
+
+    Mqtt2SmsError
+    ├── ConfigError                 a config that cannot be used; carries every problem found
+    ├── TemplateError               a Jinja2 template or expression failed to compile or render
+    ├── PayloadError                an MQTT payload we refuse (becomes a ``rejected`` event)
+    └── DeliveryError               a way out failed to take a text
+        ├── TemporaryDeliveryError  try again later; ``scope`` says what backs off:
+        │                             "transport": the way out itself is down (connection,
+        │                               TLS, auth, 421, 4xx/5xx to HELO or MAIL)
+        │                             "text": only this text (4xx to RCPT or DATA)
+        └── PermanentDeliveryError  this text cannot go this way (5xx to RCPT, ...)
+
+Library errors (smtplib, ssl, socket, sqlite3, paho) are translated into these at one
+boundary each (``raise ... from exc``); nothing above the edges sees a library exception.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+
+class Mqtt2SmsError(Exception):
+    """Base of every error mqtt2sms raises on purpose."""
+
+
+class ConfigError(Mqtt2SmsError):
+    """A config that cannot be used.
+
+    ``problems`` holds every message, each already formatted as
+    ``file:line: yaml.path: what is wrong``.
+    """
+
+    def __init__(self, problems: list[str] | tuple[str, ...]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class TemplateError(Mqtt2SmsError):
+    """A template or expression failed to compile or render."""
+
+
+class PayloadError(Mqtt2SmsError):
+    """A payload we refuse to act on."""
+
+
+class DeliveryError(Mqtt2SmsError):
+    """A transport failed to take a text."""
+
+
+class TemporaryDeliveryError(DeliveryError):
+    """Try again later. ``scope`` is ``"transport"`` or ``"text"``; ``auth`` marks a login failure."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        scope: Literal["transport", "text"] = "transport",
+        auth: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.scope: Literal["transport", "text"] = scope
+        self.auth = auth
+
+
+class PermanentDeliveryError(DeliveryError):
+    """This text cannot go this way; the next transport in ``via`` may take it."""

@@ -1,0 +1,1 @@
+"""Ways out. Each transport has one ``send(text) -> Receipt`` (see ``base``)."""
