@@ -1,0 +1,376 @@
+"""The command line: ``main(argv=None) -> int``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import sqlite3
+import sys
+from collections.abc import Mapping, Sequence
+
+from mqtt2sms import __version__, carriers, throttle
+from mqtt2sms import config as cfg
+from mqtt2sms.errors import ConfigError, DeliveryError
+
+log = logging.getLogger("mqtt2sms")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mqtt2sms", description="Turn MQTT messages from a home into SMS texts."
+    )
+    p.add_argument("--version", action="version", version=f"mqtt2sms {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("-c", "--config", metavar="PATH", help="config file")
+        return sp
+
+    r = with_config(sub.add_parser("run", help="run the daemon"))
+    r.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    c = with_config(sub.add_parser("check", help="validate the config, show rules and recipients"))
+    c.add_argument("--probe", action="store_true", help="also try each way out, sending nothing")
+    t = with_config(sub.add_parser("test", help="dry run one message: what would be sent"))
+    t.add_argument("topic")
+    t.add_argument("payload")
+    t.add_argument("--json", action="store_true", help="print JSON")
+    s = with_config(sub.add_parser("send", help="publish a text to alert_topic"))
+    s.add_argument("--to", action="append", default=[], metavar="NAME")
+    s.add_argument("--priority", choices=["normal", "high"])
+    s.add_argument("text")
+    q = with_config(sub.add_parser("queue", help="inspect and act on the outbox"))
+    q.add_argument("action", nargs="?", default="list", choices=["list", "retry", "drop"])
+    q.add_argument("id", nargs="?")
+    q.add_argument("--all", action="store_true", help="list finished texts too")
+    sub.add_parser("carriers", help="the built-in gateway table")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    from mqtt2sms import logs
+
+    logs.setup(env, verbose=getattr(args, "verbose", False))
+    if args.command == "carriers":
+        return cmd_carriers()
+    try:
+        loaded = cfg.load_config(args.config, env)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        n = len(exc.problems)
+        print(f"config refused: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+        return 2
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.command == "run":
+        from mqtt2sms.daemon import Daemon
+
+        try:
+            return Daemon(loaded, args.config, env).run()
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("%s", problem)
+            return 2
+    if args.command == "check":
+        return cmd_check(loaded.config, args.probe)
+    if args.command == "test":
+        return cmd_test(loaded.config, args.topic, args.payload, args.json, env)
+    if args.command == "send":
+        return cmd_send(loaded.config, args.text, args.to, args.priority)
+    if args.command == "queue":
+        return cmd_queue(loaded.config, args.action, args.id, args.all)
+    return 2
+
+
+# --------------------------------------------------------------------------- carriers
+
+
+def cmd_carriers() -> int:
+    rows = [("carrier", "domain", "country", "status", "note")]
+    for key, c in sorted(carriers.CARRIERS.items()):
+        rows.append((key, c.domain, c.country, c.status, c.note))
+    _table(rows)
+    return 0
+
+
+def _table(rows: Sequence[Sequence[object]]) -> None:
+    cols = [str(x) for x in rows[0]]
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(cols))]
+    for r in rows:
+        print("  ".join(str(v).ljust(widths[i]) for i, v in enumerate(r)).rstrip())
+
+
+# --------------------------------------------------------------------------- check
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def _recipient_lines(config: cfg.Config, rule: cfg.Rule) -> list[str]:
+    names = list(rule.options.to)
+    if rule.escalate and rule.escalate in config.escalations:
+        names = [n for step in config.escalations[rule.escalate].steps for n in step.to]
+    contacts, _ = cfg.resolve_recipients(config, names)
+    lines = []
+    for contact in contacts:
+        via = cfg.contact_via(config, contact, rule.options, rule.via_set)
+        addrs = []
+        for name in via:
+            addr = contact.gateway_address if name == "smtp" else contact.e164
+            if name == "smtp" and config.smtp is None:
+                addrs.append(f"smtp (dry run) {addr}")
+            else:
+                addrs.append(f"{name} {addr}")
+        lines.append(f"    {contact.name}: " + ", then ".join(addrs))
+    return lines
+
+
+def cmd_check(config: cfg.Config, probe: bool) -> int:
+    print(f"config {config.path}: OK")
+    m = config.mqtt
+    print(f"broker: {m.host}:{m.port}{' (embedded)' if m.embedded else ''}, "
+          f"client id {m.client_id}, MQTT {m.protocol}, base topic {m.base_topic}")
+    if config.smtp is None:
+        print(f"smtp: none, dry run into {os.path.join(config.state_dir, 'maildir')}")
+    else:
+        s = config.smtp
+        print(f"smtp: {s.host}:{s.port} {s.security}, from {s.from_addr}"
+              + (f", login {s.username}" if s.username else ""))
+    print(f"state: {config.state_dir}")
+    lim = config.limits
+    rate = f"{lim.per_recipient.count}/{_duration(lim.per_recipient.per)}" if lim.per_recipient \
+        else "none"
+    quiet = (f"{lim.quiet_hours.start:%H:%M}-{lim.quiet_hours.end:%H:%M}"
+             if lim.quiet_hours else "none")
+    print(f"limits: per recipient {rate}, daily cap {lim.daily_cap or 'none'}, quiet hours "
+          f"{quiet}, max age {_duration(lim.max_age)}, retry {_duration(lim.retry.first)}.."
+          f"{_duration(lim.retry.max)}, keep {_duration(lim.keep)}")
+    print(f"rules ({len(config.rules)}):")
+    for rule in config.rules:
+        o = rule.options
+        extra = []
+        if o.cooldown:
+            extra.append(f"cooldown {_duration(o.cooldown)}")
+        if o.priority != "normal":
+            extra.append(f"priority {o.priority}")
+        if rule.when:
+            extra.append(f"when {rule.when}")
+        if rule.escalate:
+            extra.append(f"escalate {rule.escalate}")
+        if rule.builtin:
+            extra.append("built-in; a JSON payload may name its recipients")
+        elif not rule.to_set:
+            extra.append("a JSON payload may name its recipients")
+        print(f"  {rule.name}: {rule.topic}" + (f" ({'; '.join(extra)})" if extra else ""))
+        lines = _recipient_lines(config, rule)
+        print("\n".join(lines) if lines else "    (no recipients)")
+    if not probe:
+        return 0
+    from mqtt2sms.daemon import build_transports
+
+    failed = 0
+    for name, transport in build_transports(config).items():
+        try:
+            print(f"probe {name}: OK, {transport.probe()}")
+        except DeliveryError as exc:
+            failed += 1
+            print(f"probe {name}: FAILED, {exc}")
+        finally:
+            transport.close()
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------- test
+
+
+def _read_throttle(config: cfg.Config) -> throttle.ThrottleState:
+    from mqtt2sms.daemon import outbox_path
+
+    path = outbox_path(config)
+    if not os.path.exists(path):
+        return throttle.ThrottleState.empty()
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            row = db.execute("SELECT v FROM kv WHERE k = 'throttle'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return throttle.ThrottleState.empty()
+    return throttle.from_json(row[0] if row else "")
+
+
+def cmd_test(config: cfg.Config, topic: str, payload: str, as_json: bool,
+             env: Mapping[str, str]) -> int:
+    from mqtt2sms.daemon import local_tz, utcnow
+    from mqtt2sms.model import Message
+    from mqtt2sms.render import Templates
+    from mqtt2sms.router import route
+
+    now = utcnow()
+    msg = Message(topic=topic, payload=payload.encode("utf-8", "surrogateescape"),
+                  received_at=now)
+    routed = route(config, Templates(), msg, _read_throttle(config), now, local_tz(env), "test")
+    if as_json:
+        out = {
+            "topic": topic,
+            "matched": list(routed.matched),
+            "texts": [
+                {"id": t.id, "rule": t.rule, "to": t.recipient, "via": list(t.via),
+                 "addresses": dict(t.addresses), "body": t.body, "subject": t.subject,
+                 "priority": t.priority, "key": t.key,
+                 "not_before": t.not_before.isoformat() if t.not_before else None}
+                for t in routed.texts
+            ],
+            "events": [e.as_json() for e in routed.events],
+            "problems": list(routed.problems),
+        }
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0
+    if not routed.matched and not routed.events:
+        print(f"no rule matches {topic}")
+        return 0
+    print(f"matched: {', '.join(routed.matched) or '(none)'}")
+    for p in routed.problems:
+        print(f"problem: {p}")
+    for t in routed.texts:
+        addr = ", then ".join(f"{n} {t.addresses.get(n, '?')}" for n in t.via)
+        when = f" (deferred until {t.not_before.isoformat(timespec='minutes')})" if t.not_before \
+            else ""
+        subject = f" subject {t.subject!r}" if t.subject else ""
+        print(f"  [{t.rule}] to {t.recipient} via {addr}{when}{subject}:")
+        print(f"    {t.body}")
+    for e in routed.events:
+        if e.state == "deferred":
+            continue
+        print(f"  [{e.rule}] {e.state}" + (f" {e.to}" if e.to else "") + f": {e.error}")
+    print("nothing was sent (dry run)")
+    return 0
+
+
+# --------------------------------------------------------------------------- send
+
+
+def cmd_send(config: cfg.Config, text: str, to: list[str], priority: str | None) -> int:
+    from mqtt2sms.mqtt import publish_once
+
+    if not config.alert_topic:
+        print("alert_topic is null in the config: nothing listens for `send`", file=sys.stderr)
+        return 1
+    payload: str
+    if to or priority:
+        body: dict[str, object] = {"message": text}
+        if to:
+            body["to"] = to if len(to) > 1 else to[0]
+        if priority:
+            body["priority"] = priority
+        payload = json.dumps(body, ensure_ascii=False)
+    else:
+        payload = text
+    try:
+        publish_once(config.mqtt, config.alert_topic, payload, f"mqtt2sms-send-{os.getpid()}")
+    except ConnectionError as exc:
+        print(f"send failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"published to {config.alert_topic} on {config.mqtt.host}:{config.mqtt.port}")
+    return 0
+
+
+# --------------------------------------------------------------------------- queue
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def cmd_queue(config: cfg.Config, action: str, text_id: str | None, show_all: bool) -> int:
+    from mqtt2sms.daemon import outbox_path
+    from mqtt2sms.outbox import Outbox, OutboxError
+
+    path = outbox_path(config)
+    if not os.path.exists(path):
+        if action == "list":
+            print(f"the outbox is empty ({path} does not exist yet)")
+            return 0
+        print(f"no outbox at {path}", file=sys.stderr)
+        return 1
+    box = Outbox(path)
+    now = dt.datetime.now(dt.UTC).timestamp()
+    try:
+        if action == "list":
+            rows = box.recent(100) if show_all else box.open_rows()
+            if not rows:
+                print("nothing is waiting")
+                return 0
+            table: list[tuple[object, ...]] = [
+                ("id", "age", "to", "via", "state", "attempts", "next try", "last error")
+            ]
+            for r in rows:
+                if r.state in ("queued", "sending"):
+                    nxt = "now" if r.next_at <= now else "in " + _age(r.next_at - now)
+                    if r.reason == "quiet":
+                        nxt += " (quiet hours)"
+                else:
+                    nxt = "-"
+                table.append((r.id, _age(now - r.created_at), r.recipient, r.current_via,
+                              r.state, r.attempts, nxt, (r.last_error or "")[:60]))
+            _table(table)
+            return 0
+        if not text_id:
+            print(f"queue {action} needs a text id (see `mqtt2sms queue list`)", file=sys.stderr)
+            return 1
+        row = box.get(text_id)
+        if row is None:
+            print(f"no text {text_id}", file=sys.stderr)
+            return 1
+        if action == "retry":
+            try:
+                box.retry_now(text_id, dt.datetime.now(dt.UTC))
+            except OutboxError as exc:
+                print(str(exc), file=sys.stderr)
+                return 1
+            print(f"{text_id} will be tried now")
+            return 0
+        try:
+            box.update(text_id, "failed", finished_at=now, last_error="dropped by the user")
+        except OutboxError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        _publish_dropped(config, row.id, row.rule, row.recipient, row.current_via, row.attempts)
+        print(f"{text_id} dropped")
+        return 0
+    finally:
+        box.close()
+
+
+def _publish_dropped(config: cfg.Config, text_id: str, rule: str, to: str, via: str,
+                     attempts: int) -> None:
+    from mqtt2sms.model import Event
+    from mqtt2sms.mqtt import publish_once
+
+    ev = Event(id=text_id, state="failed", at=dt.datetime.now().astimezone(), rule=rule, to=to,
+               via=via, attempts=attempts, error="dropped by the user")
+    try:
+        publish_once(config.mqtt, f"{config.mqtt.base_topic}/event", json.dumps(ev.as_json()),
+                     f"mqtt2sms-queue-{os.getpid()}", timeout=5)
+    except ConnectionError as exc:
+        print(f"warning: the failed event was not published: {exc}", file=sys.stderr)

@@ -1,0 +1,223 @@
+"""The MQTT edge: a paho 2.x client with a persistent session and manual acks.
+
+paho messages become our frozen ``Message`` here and nowhere else. paho runs its own
+network thread (``loop_start``); our callbacks only hand work over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from mqtt2sms.config import MqttConfig
+from mqtt2sms.model import Message
+
+log = logging.getLogger("mqtt2sms.mqtt")
+
+
+def to_message(msg: paho.MQTTMessage, now: dt.datetime) -> Message:
+    """Convert a paho message into our own frozen Message (never raises on a bad topic)."""
+    raw_topic: bytes = msg._topic  # noqa: SLF001 - .topic raises on invalid UTF-8
+    return Message(
+        topic=raw_topic.decode("utf-8", "replace"),
+        payload=bytes(msg.payload),
+        received_at=now,
+        retained=bool(msg.retain),
+        dup=bool(msg.dup),
+        mid=int(msg.mid),
+        qos=int(msg.qos),
+    )
+
+
+def make_client(cfg: MqttConfig, client_id: str, clean: bool, manual_ack: bool) -> paho.Client:
+    """A paho client set up from the mqtt section (protocol, credentials, TLS)."""
+    v5 = cfg.protocol == "5"
+    client = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=None if v5 else clean,
+        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+        manual_ack=manual_ack,
+    )
+    if cfg.username is not None:
+        client.username_pw_set(cfg.username, cfg.password)
+    if cfg.tls is not None:
+        ctx = ssl.create_default_context(cafile=cfg.tls.ca_certs)
+        if cfg.tls.certfile:
+            ctx.load_cert_chain(cfg.tls.certfile, cfg.tls.keyfile)
+        if cfg.tls.insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        client.tls_set_context(ctx)
+    return client
+
+
+def connect_kwargs(cfg: MqttConfig, clean: bool) -> dict[str, Any]:
+    kw: dict[str, Any] = {"host": cfg.host, "port": cfg.port, "keepalive": cfg.keepalive}
+    if cfg.protocol == "5":
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0 if clean else int(cfg.session_expiry)
+        kw["clean_start"] = clean
+        kw["properties"] = props
+    return kw
+
+
+class MqttLink:
+    """The daemon's connection: persistent session, QoS 1 subscriptions, status and will."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        filters: Iterable[str],
+        on_message: Callable[[Message], None],
+        on_online: Callable[[bool], None],
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self.cfg = cfg
+        self.filters = sorted(set(filters))
+        self._on_message = on_message
+        self._on_online = on_online
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending_sub: int | None = None
+        self.connected = False
+        self.status_topic = f"{cfg.base_topic}/status"
+        c = make_client(cfg, cfg.client_id, clean=False, manual_ack=True)
+        c.will_set(self.status_topic, "offline", qos=1, retain=True)
+        c.reconnect_delay_set(1, 30)
+        c.max_inflight_messages_set(100)
+        c.max_queued_messages_set(10000)
+        c.on_connect = self._connected
+        c.on_disconnect = self._disconnected
+        c.on_subscribe = self._subscribed
+        c.on_message = self._message
+        self.client = c
+
+    # paho callbacks (network thread) -----------------------------------------------------
+    def _connected(self, client: paho.Client, _u: object, flags: Any, rc: Any, _p: Any) -> None:
+        if rc.is_failure:
+            log.warning("broker %s:%d refused the connection: %s", self.cfg.host, self.cfg.port, rc)
+            return
+        log.info(
+            "connected to %s:%d (session %s)",
+            self.cfg.host,
+            self.cfg.port,
+            "resumed" if flags.session_present else "new",
+        )
+        self.connected = True
+        self._subscribe(self.filters)
+
+    def _subscribe(self, filters: list[str]) -> None:
+        if not filters:
+            self._go_online()
+            return
+        res, mid = self.client.subscribe([(f, 1) for f in filters])
+        with self._lock:
+            self._pending_sub = mid
+
+    def _subscribed(self, _c: paho.Client, _u: object, mid: int, codes: Any, _p: Any) -> None:
+        failed = [str(c) for c in codes if getattr(c, "is_failure", False)]
+        if failed:
+            log.error("broker refused some subscriptions: %s", ", ".join(failed))
+        with self._lock:
+            if mid != self._pending_sub:
+                return
+            self._pending_sub = None
+        self._go_online()
+
+    def _go_online(self) -> None:
+        self.client.publish(self.status_topic, "online", qos=1, retain=True)
+        self._on_online(True)
+
+    def _disconnected(self, _c: paho.Client, _u: object, _f: Any, rc: Any, _p: Any) -> None:
+        was = self.connected
+        self.connected = False
+        if was:
+            log.warning("disconnected from %s:%d (%s); reconnecting", self.cfg.host, self.cfg.port, rc)
+        self._on_online(False)
+
+    def _message(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
+        self._on_message(to_message(msg, self._clock()))
+
+    # used by the daemon -------------------------------------------------------------------
+    def start(self) -> None:
+        self.client.connect_async(**connect_kwargs(self.cfg, clean=False))
+        self.client.loop_start()
+
+    def set_filters(self, filters: Iterable[str]) -> None:
+        new = sorted(set(filters))
+        gone = [f for f in self.filters if f not in new]
+        added = [f for f in new if f not in self.filters]
+        self.filters = new
+        if not self.connected:
+            return
+        if gone:
+            self.client.unsubscribe(gone)
+        if added:
+            self.client.subscribe([(f, 1) for f in added])
+
+    def ack(self, msg: Message) -> None:
+        if msg.qos > 0:
+            self.client.ack(msg.mid, msg.qos)
+
+    def publish(self, topic: str, payload: str, retain: bool = False, qos: int = 1) -> None:
+        self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Publish `offline` ourselves (a clean disconnect sends no will), then disconnect."""
+        if self.connected:
+            info = self.client.publish(self.status_topic, "offline", qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def publish_once(
+    cfg: MqttConfig, topic: str, payload: str, client_id: str, timeout: float = 10.0
+) -> None:
+    """Connect with a clean session, publish at QoS 1, wait for the PUBACK, disconnect.
+
+    Raises ConnectionError with a readable reason when the broker cannot be reached or does
+    not acknowledge in time.
+    """
+    client = make_client(cfg, client_id, clean=True, manual_ack=False)
+    done = threading.Event()
+    failure: list[str] = []
+
+    def connected(c: paho.Client, _u: object, _f: Any, rc: Any, _p: Any) -> None:
+        if rc.is_failure:
+            failure.append(f"broker refused the connection: {rc}")
+            done.set()
+
+    client.on_connect = connected
+    try:
+        client.connect(**connect_kwargs(cfg, clean=True))
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach broker {cfg.host}:{cfg.port}: {exc}") from exc
+    client.loop_start()
+    try:
+        info = client.publish(topic, payload, qos=1)
+        deadline = threading.Event()
+        waited = 0.0
+        while not info.is_published() and not done.is_set() and waited < timeout:
+            deadline.wait(0.05)
+            waited += 0.05
+        if failure:
+            raise ConnectionError(failure[0])
+        if not info.is_published():
+            raise ConnectionError(f"broker {cfg.host}:{cfg.port} did not acknowledge in {timeout:g}s")
+    finally:
+        client.disconnect()
+        client.loop_stop()

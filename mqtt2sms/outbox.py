@@ -1,0 +1,344 @@
+"""The durable outbox: one SQLite row per text (one SMS part to one recipient).
+
+Theory of operation. A healthy alert is sent first and written here only afterwards, as
+history (state ``sent``), off the alert's path. A text that cannot leave at once is
+committed here (``synchronous=FULL``: it survives a power cut) before its MQTT message is
+acknowledged. The row then moves along this table, and nowhere else::
+
+    queued  -> sending                      (a try starts)
+    sending -> sent | queued | failed | expired
+    queued  -> failed | expired             (dropped by the user; too old)
+
+``queued`` rows carry ``next_at`` (when to try) and ``reason``: ``new`` (never tried),
+``transport`` (the way out is down: the transport backs off, not the text), ``retry`` (a
+4xx for this text alone), ``quiet`` (quiet hours: keeps its time across restarts).
+A row left in ``sending`` by a crash is queued again at the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from mqtt2sms.model import Text
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "queued": frozenset({"sending", "failed", "expired", "queued"}),
+    "sending": frozenset({"sent", "queued", "failed", "expired"}),
+    "sent": frozenset(),
+    "failed": frozenset({"queued"}),  # only `queue retry ID`, by the user
+    "expired": frozenset({"queued"}),  # likewise
+}
+OPEN_STATES = ("queued", "sending")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS texts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    alert_id TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    via TEXT NOT NULL,
+    via_index INTEGER NOT NULL DEFAULT 0,
+    addresses TEXT NOT NULL,
+    body TEXT NOT NULL,
+    subject TEXT,
+    priority TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT 'new',
+    created_at REAL NOT NULL,
+    next_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    first_fail_at REAL,
+    last_error TEXT,
+    finished_at REAL,
+    transport TEXT,
+    remote_id TEXT,
+    mid INTEGER,
+    digest TEXT,
+    epoch INTEGER
+);
+CREATE INDEX IF NOT EXISTS texts_open ON texts(next_at) WHERE state IN ('queued', 'sending');
+CREATE INDEX IF NOT EXISTS texts_finished ON texts(finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS texts_epoch ON texts(epoch, mid);
+CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+"""
+
+
+def ts(t: dt.datetime) -> float:
+    return t.timestamp()
+
+
+def from_ts(x: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(x, dt.UTC)
+
+
+@dataclass(frozen=True)
+class Row:
+    seq: int
+    id: str
+    alert_id: str
+    rule: str
+    key: str
+    recipient: str
+    via: tuple[str, ...]
+    via_index: int
+    addresses: dict[str, str]
+    body: str
+    subject: str | None
+    priority: str
+    state: str
+    reason: str
+    created_at: float
+    next_at: float
+    attempts: int
+    first_fail_at: float | None
+    last_error: str | None
+    finished_at: float | None
+    transport: str | None
+
+    @property
+    def current_via(self) -> str:
+        return self.via[min(self.via_index, len(self.via) - 1)]
+
+
+_COLUMNS = (
+    "seq, id, alert_id, rule, key, recipient, via, via_index, addresses, body, subject, priority,"
+    " state, reason, created_at, next_at, attempts, first_fail_at, last_error, finished_at,"
+    " transport"
+)
+
+
+def _row(r: tuple[object, ...]) -> Row:
+    vals = list(r)
+    vals[6] = tuple(json.loads(str(vals[6])))
+    vals[8] = json.loads(str(vals[8]))
+    return Row(*vals)  # type: ignore[arg-type]
+
+
+class OutboxError(Exception):
+    pass
+
+
+class Outbox:
+    """The SQLite file ``<state_dir>/outbox.sqlite3``. One connection per user of it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+        self.db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _insert(self, texts: Iterable[tuple[Text, dict[str, object]]]) -> None:
+        sql = (
+            "INSERT OR IGNORE INTO texts (id, alert_id, rule, key, recipient, via, addresses, body,"
+            " subject, priority, state, reason, created_at, next_at, attempts, first_fail_at,"
+            " last_error, finished_at, transport, remote_id, mid, digest, epoch, via_index)"
+            " VALUES (:id, :alert_id, :rule, :key, :recipient, :via, :addresses, :body, :subject,"
+            " :priority, :state, :reason, :created_at, :next_at, :attempts, :first_fail_at,"
+            " :last_error, :finished_at, :transport, :remote_id, :mid, :digest, :epoch, :via_index)"
+        )
+        rows = []
+        for t, extra in texts:
+            d: dict[str, object] = {
+                "id": t.id,
+                "alert_id": t.alert_id,
+                "rule": t.rule,
+                "key": t.key,
+                "recipient": t.recipient,
+                "via": json.dumps(list(t.via)),
+                "addresses": json.dumps(dict(t.addresses)),
+                "body": t.body,
+                "subject": t.subject,
+                "priority": t.priority,
+                "state": "queued",
+                "reason": "new",
+                "created_at": ts(t.created_at),
+                "next_at": ts(t.not_before or t.created_at),
+                "attempts": 0,
+                "first_fail_at": None,
+                "last_error": None,
+                "finished_at": None,
+                "transport": None,
+                "remote_id": None,
+                "mid": None,
+                "digest": None,
+                "epoch": None,
+                "via_index": 0,
+            }
+            d.update(extra)
+            rows.append(d)
+        with self._tx() as db:
+            db.executemany(sql, rows)
+
+    def enqueue(self, items: Sequence[tuple[Text, dict[str, object]]]) -> None:
+        """Commit texts that could not leave at once (durable before the MQTT ack)."""
+        self._insert(items)
+
+    def record(self, items: Sequence[tuple[Text, dict[str, object]]]) -> None:
+        """Write finished texts (sent at once, or failed) as history."""
+        self._insert(items)
+
+    def update(self, text_id: str, new_state: str, **fields: object) -> None:
+        """Move a row along the state table; raises OutboxError for a transition it forbids."""
+        cur = self.db.execute("SELECT state FROM texts WHERE id = ?", (text_id,)).fetchone()
+        if cur is None:
+            raise OutboxError(f"no text {text_id}")
+        if new_state not in TRANSITIONS[cur[0]]:
+            raise OutboxError(f"text {text_id}: {cur[0]} -> {new_state} is not allowed")
+        sets = ", ".join(f"{k} = :{k}" for k in fields)
+        sql = f"UPDATE texts SET state = :state{', ' + sets if sets else ''} WHERE id = :id"
+        with self._tx():
+            self.db.execute(sql, {"state": new_state, "id": text_id, **fields})
+
+    def requeue_on_start(self, now: dt.datetime) -> int:
+        """After a start or reload: rows left `sending` are queued again, and every text
+        waiting on a retry backoff is tried at once (quiet-hours deferrals keep their time)."""
+        with self._tx():
+            c = self.db.execute(
+                "UPDATE texts SET state = 'queued', next_at = ? WHERE state = 'sending'"
+                " OR (state = 'queued' AND reason IN ('retry', 'transport') AND next_at > ?)",
+                (ts(now), ts(now)),
+            )
+        return c.rowcount
+
+    def retry_now(self, text_id: str, now: dt.datetime) -> None:
+        """`queue retry ID`: an open text is tried now; a failed or expired one starts over."""
+        row = self.get(text_id)
+        if row is None:
+            raise OutboxError(f"no text {text_id}")
+        if row.state in OPEN_STATES:
+            with self._tx():
+                self.db.execute(
+                    "UPDATE texts SET next_at = ?, reason = 'new' WHERE id = ?", (ts(now), text_id)
+                )
+            return
+        if row.state == "sent":
+            raise OutboxError(f"text {text_id} was sent already")
+        self.update(
+            text_id, "queued", next_at=ts(now), created_at=ts(now), reason="new", attempts=0,
+            via_index=0, first_fail_at=None, finished_at=None,
+        )
+
+    def prune(self, before: dt.datetime) -> int:
+        with self._tx():
+            c = self.db.execute(
+                "DELETE FROM texts WHERE finished_at IS NOT NULL AND finished_at < ?",
+                (ts(before),),
+            )
+        return c.rowcount
+
+    def expire(self, created_before: dt.datetime, now: dt.datetime) -> list[Row]:
+        """Expire open texts created before ``created_before``; return them as they were."""
+        rows = [
+            _row(r)
+            for r in self.db.execute(
+                f"SELECT {_COLUMNS} FROM texts WHERE state IN ('queued', 'sending')"
+                " AND created_at < ? ORDER BY seq",
+                (ts(created_before),),
+            )
+        ]
+        if rows:
+            with self._tx():
+                self.db.executemany(
+                    "UPDATE texts SET state = 'expired', finished_at = ?,"
+                    " last_error = coalesce(last_error, 'expired') WHERE id = ?",
+                    [(ts(now), r.id) for r in rows],
+                )
+        return rows
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def due(self, now: dt.datetime, limit: int = 200) -> list[Row]:
+        return [
+            _row(r)
+            for r in self.db.execute(
+                f"SELECT {_COLUMNS} FROM texts WHERE state = 'queued' AND next_at <= ?"
+                " ORDER BY seq LIMIT ?",
+                (ts(now), limit),
+            )
+        ]
+
+    def next_due(self) -> float | None:
+        r = self.db.execute(
+            "SELECT min(next_at) FROM texts WHERE state IN ('queued', 'sending')"
+        ).fetchone()
+        return None if r is None or r[0] is None else float(r[0])
+
+    def get(self, text_id: str) -> Row | None:
+        r = self.db.execute(f"SELECT {_COLUMNS} FROM texts WHERE id = ?", (text_id,)).fetchone()
+        return None if r is None else _row(r)
+
+    def open_rows(self) -> list[Row]:
+        return [
+            _row(r)
+            for r in self.db.execute(
+                f"SELECT {_COLUMNS} FROM texts WHERE state IN ('queued', 'sending') ORDER BY seq"
+            )
+        ]
+
+    def recent(self, limit: int = 50) -> list[Row]:
+        return [
+            _row(r)
+            for r in self.db.execute(
+                f"SELECT {_COLUMNS} FROM texts ORDER BY seq DESC LIMIT ?", (limit,)
+            )
+        ]
+
+    def queued_count(self) -> int:
+        r = self.db.execute(
+            "SELECT count(*) FROM texts WHERE state IN ('queued', 'sending')"
+        ).fetchone()
+        return int(r[0])
+
+    def digests(self, epoch: int, limit: int = 2000) -> dict[int, str]:
+        """(mid -> digest) of messages committed in session ``epoch``, for spotting a redelivery."""
+        out: dict[int, str] = {}
+        for mid, digest in self.db.execute(
+            "SELECT mid, digest FROM texts WHERE epoch = ? AND mid IS NOT NULL"
+            " ORDER BY seq DESC LIMIT ?",
+            (epoch, limit),
+        ):
+            out.setdefault(int(mid), str(digest))
+        return out
+
+    def data_version(self) -> int:
+        """Changes when another connection (the `queue` command) commits."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def get_kv(self, k: str) -> str | None:
+        r = self.db.execute("SELECT v FROM kv WHERE k = ?", (k,)).fetchone()
+        return None if r is None else str(r[0])
+
+    def set_kv(self, items: dict[str, str]) -> None:
+        with self._tx():
+            self.db.executemany(
+                "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                list(items.items()),
+            )

@@ -1,0 +1,343 @@
+"""Sandboxed Jinja2 for ``message``, ``subject``, ``key`` and ``when``.
+
+Theory of operation
+-------------------
+A ``Templates`` object is built once per config. It owns one sandboxed environment (an
+``ImmutableSandboxedEnvironment``, so a template cannot change ``value_json``, which several
+rules share; ``StrictUndefined``; no autoescape) and a cache of compiled sources, so each
+template is compiled once. Templates see Home Assistant's names (``Variables``): ``value``,
+``value_json`` (undefined when the payload is not JSON), ``topic``, ``topic_parts``,
+``retained``, ``rule``, ``now``.
+
+* ``render`` (``message``, ``subject``, ``key``): an undefined value is an error; every failure
+  becomes ``TemplateError`` with a short reason, so the caller can fall back to
+  ``"<rule>: <payload>"`` and never lose an alert to a typo.
+* ``when``: an expression, with or without ``{{ }}`` (a full template with ``{% %}`` works too).
+  Touching an undefined value makes it false; other failures raise ``TemplateError``. Truth is
+  Python's, except that the strings ``false``, ``off``, ``no``, ``0``, ``none`` and ``""``
+  (case-insensitive, stripped) are false, since a rendered ``{{ ... }}`` is a string.
+
+The sandbox refuses private attributes (``''.__class__``) and unsafe callables; ``range`` is
+capped by Jinja (``MAX_RANGE``); ``*``, ``**`` and ``%`` refuse results that would be huge; and a
+rendered result over ``MAX_OUTPUT`` characters is an error (checked while rendering). Templates
+come from the operator's own config file (a payload is data, never a template), so the sandbox
+guards against mistakes rather than a determined author: nested loops or a filter such as
+``center(10**9)`` can still be slow or large.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import jinja2
+import jinja2.runtime
+from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from mqtt2sms.errors import TemplateError
+
+__all__ = [
+    "MAX_OUTPUT",
+    "NOT_JSON",
+    "Templates",
+    "Variables",
+    "decode_payload",
+    "variables",
+]
+
+#: The most characters a template may render.
+MAX_OUTPUT = 64 * 1024
+
+#: The strings that count as false in ``when`` (after ``strip().lower()``).
+_FALSE_STRINGS = frozenset({"", "false", "off", "no", "0", "none"})
+
+#: ``{{ expr }}`` (with optional ``-`` whitespace control) and nothing else around it.
+_SINGLE_EXPRESSION_RE = re.compile(r"\A\s*\{\{-?(?P<expr>.*?)-?\}\}\s*\Z", re.DOTALL)
+#: A ``%`` conversion with a width or precision taken from the arguments (``%*s``).
+_STAR_WIDTH_RE = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(?:\*|\d*\.\*)")
+#: The widths and precisions of ``%`` conversions.
+_WIDTH_RE = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d*)(?:\.(\d*))?")
+
+
+class _NotJson(enum.Enum):
+    NOT_JSON = "NOT_JSON"
+
+    def __repr__(self) -> str:
+        return "NOT_JSON"
+
+
+#: ``Variables.value_json`` when the payload is not JSON (templates see it as undefined).
+NOT_JSON = _NotJson.NOT_JSON
+
+
+@dataclass(frozen=True)
+class Variables:
+    """What a template sees (Home Assistant's names). Build it with ``variables()``."""
+
+    value: str
+    value_json: object  # NOT_JSON when the payload is not JSON
+    topic: str
+    topic_parts: tuple[str, ...]
+    retained: bool
+    rule: str
+    now: datetime
+
+    def context(self) -> dict[str, Any]:
+        """The Jinja context: every field, without ``value_json`` when it is ``NOT_JSON``."""
+        ctx: dict[str, Any] = {
+            "value": self.value,
+            "topic": self.topic,
+            "topic_parts": self.topic_parts,
+            "retained": self.retained,
+            "rule": self.rule,
+            "now": self.now,
+        }
+        if self.value_json is not NOT_JSON:
+            ctx["value_json"] = self.value_json
+        return ctx
+
+
+def variables(
+    payload_text: str,
+    payload_json: object,
+    topic: str,
+    retained: bool,
+    rule: str,
+    now: datetime,
+) -> Variables:
+    """Build the ``Variables`` of one message for one rule.
+
+    In: the payload as text, the parsed payload (or ``NOT_JSON``), the MQTT topic, the retain
+    flag, the rule's name and the local time. Out: ``Variables`` (``topic_parts`` is the topic
+    split on ``/``). Raises nothing.
+    """
+    return Variables(
+        value=payload_text,
+        value_json=payload_json,
+        topic=topic,
+        topic_parts=tuple(topic.split("/")),
+        retained=retained,
+        rule=rule,
+        now=now,
+    )
+
+
+def decode_payload(payload: bytes) -> tuple[str, object]:
+    """Read an MQTT payload the way templates see it.
+
+    In: the raw payload. Out: ``(text, parsed)``: the UTF-8 text (invalid bytes replaced) and
+    the parsed JSON (any JSON value, ``"21.5"`` gives ``21.5`` as in Home Assistant), or
+    ``NOT_JSON``. Raises nothing (the 64 KiB limit is the caller's).
+    """
+    text = payload.decode("utf-8", errors="replace")
+    try:
+        parsed: object = json.loads(text)
+    except (ValueError, RecursionError):
+        parsed = NOT_JSON
+    return text, parsed
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """The sandbox, plus size checks on the operators that can blow memory up in one step."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def call_binop(
+        self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
+    ) -> Any:
+        if operator == "*":
+            _check_repeat(left, right)
+            _check_repeat(right, left)
+        elif operator == "**":
+            _check_power(left, right)
+        elif operator == "%" and isinstance(left, str):
+            _check_format(left)
+        return super().call_binop(context, operator, left, right)
+
+
+def _check_repeat(seq: Any, count: Any) -> None:
+    if (
+        isinstance(seq, str | bytes | list | tuple)
+        and isinstance(count, int)
+        and len(seq) * count > MAX_OUTPUT
+    ):
+        raise SecurityError(f"result of * would be longer than {MAX_OUTPUT}")
+
+
+def _check_power(base: Any, exponent: Any) -> None:
+    if (
+        isinstance(base, int)
+        and isinstance(exponent, int)
+        and abs(base) > 1
+        and exponent > 0
+        and abs(base).bit_length() * exponent > MAX_OUTPUT * 8
+    ):
+        raise SecurityError("result of ** would be too large")
+
+
+def _check_format(fmt: str) -> None:
+    if _STAR_WIDTH_RE.search(fmt):
+        raise SecurityError("'*' widths are not allowed in % formatting")
+    for width, precision in _WIDTH_RE.findall(fmt):
+        if any(n and int(n) > MAX_OUTPUT for n in (width, precision)):
+            raise SecurityError(f"% formatting width over {MAX_OUTPUT}")
+
+
+def _describe(exc: Exception) -> str:
+    """The short reason of a template failure."""
+    if isinstance(exc, UndefinedError):
+        return f"undefined: {exc.message}"
+    if isinstance(exc, SecurityError):
+        return f"not allowed: {exc}"
+    if isinstance(exc, TemplateSyntaxError):
+        return f"syntax error (line {exc.lineno}): {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _truthy(result: object) -> bool:
+    if isinstance(result, jinja2.Undefined):
+        return False
+    if isinstance(result, str):
+        return result.strip().lower() not in _FALSE_STRINGS
+    return bool(result)
+
+
+class Templates:
+    """Compiled templates and expressions for one config, with one sandboxed environment.
+
+    Not shared between configs: a reload builds a new one. Safe to use from one thread at a
+    time per call (the cache only ever grows with the same compiled values).
+    """
+
+    def __init__(self) -> None:
+        self._env = _Environment(
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=False,
+        )
+        self._templates: dict[str, jinja2.Template] = {}
+        self._conditions: dict[str, Callable[[dict[str, Any]], object]] = {}
+
+    # ------------------------------------------------------------------ compiling
+
+    def _template(self, src: str) -> jinja2.Template:
+        compiled = self._templates.get(src)
+        if compiled is None:
+            try:
+                compiled = self._env.from_string(src)
+            except Exception as exc:
+                raise TemplateError(_describe(exc)) from exc
+            self._templates[src] = compiled
+        return compiled
+
+    def _condition(self, src: str) -> Callable[[dict[str, Any]], object]:
+        """``src`` as a function of the context: an expression, or a rendered template."""
+        compiled = self._conditions.get(src)
+        if compiled is not None:
+            return compiled
+        match = _SINGLE_EXPRESSION_RE.match(src)
+        inner = match.group("expr") if match else src
+        if match is None and ("{{" in src or "{%" in src):
+            template = self._template(src)
+            compiled = lambda ctx: self._stream(template, ctx)  # noqa: E731
+        elif "{{" in inner or "{%" in inner or "}}" in inner:
+            # "{{ a }} and {{ b }}" only looks like a single expression: render it.
+            template = self._template(src)
+            compiled = lambda ctx: self._stream(template, ctx)  # noqa: E731
+        else:
+            if not inner.strip():
+                raise TemplateError("empty expression")
+            try:
+                expression = self._env.compile_expression(inner, undefined_to_none=False)
+            except Exception as exc:
+                raise TemplateError(_describe(exc)) from exc
+            compiled = expression
+        self._conditions[src] = compiled
+        return compiled
+
+    def check_template(self, src: str) -> str | None:
+        """Compile a template (``message``, ``subject``, ``key``) and cache it.
+
+        In: the source. Out: ``None`` when it compiles, else the reason (a syntax error with its
+        line). Raises nothing.
+        """
+        try:
+            self._template(src)
+        except TemplateError as exc:
+            return str(exc)
+        return None
+
+    def check_expression(self, src: str) -> str | None:
+        """Compile a ``when`` expression (with or without ``{{ }}``) and cache it.
+
+        In: the source. Out: ``None`` when it compiles, else the reason. Raises nothing.
+        """
+        try:
+            self._condition(src)
+        except TemplateError as exc:
+            return str(exc)
+        return None
+
+    # ------------------------------------------------------------------ evaluating
+
+    def _stream(self, template: jinja2.Template, ctx: dict[str, Any]) -> str:
+        """Render with the output cap checked as the output grows."""
+        chunks: list[str] = []
+        size = 0
+        for chunk in template.generate(ctx):
+            size += len(chunk)
+            if size > MAX_OUTPUT:
+                raise SecurityError(f"output longer than {MAX_OUTPUT} characters")
+            chunks.append(chunk)
+        return "".join(chunks)
+
+    def when(self, src: str, v: Variables) -> bool:
+        """Evaluate a ``when`` expression for one message.
+
+        In: the expression (``value_json.water_leak`` or ``{{ value_json.water_leak }}``, or a
+        template with ``{% %}``) and the message's ``Variables``. Out: its truth: Python's, but
+        the strings ``false``, ``off``, ``no``, ``0``, ``none`` and ``""`` (any case, stripped)
+        are false; a result or operand that is undefined makes it false.
+        Raises: ``TemplateError`` with a short reason on a syntax error or any other failure.
+        """
+        condition = self._condition(src)
+        try:
+            return _truthy(condition(v.context()))
+        except UndefinedError:
+            return False
+        except Exception as exc:
+            raise TemplateError(_describe(exc)) from exc
+
+    def render(self, src: str, v: Variables) -> str:
+        """Render a template (``message``, ``subject``, ``key``) for one message.
+
+        In: the source and the message's ``Variables``. Out: the rendered text (at most
+        ``MAX_OUTPUT`` characters; no trailing newline).
+        Raises: ``TemplateError`` on any failure: a syntax error, an undefined value (the
+        reason names it), a sandbox refusal, an output over ``MAX_OUTPUT``, or any exception
+        the template raised. Nothing else.
+        """
+        template = self._template(src)
+        try:
+            return self._stream(template, v.context())
+        except Exception as exc:
+            raise TemplateError(_describe(exc)) from exc
+
+    @staticmethod
+    def default_message(v: Variables) -> str:
+        """The message of a rule without ``message``.
+
+        In: the message's ``Variables``. Out: ``value_json["message"]`` when the payload is a
+        JSON object whose ``message`` is a string, else ``value``. Raises nothing.
+        """
+        if isinstance(v.value_json, dict):
+            message = v.value_json.get("message")
+            if isinstance(message, str):
+                return message
+        return v.value

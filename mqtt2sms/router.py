@@ -1,0 +1,294 @@
+"""route(config, message, state, now) -> the texts to queue and the events to publish.
+
+Pure: no I/O and no clock. For each rule the message hits:
+
+    retained? -> when -> recipients (rule `to`, else payload `to`, else defaults)
+      -> key, message, subject (a failing template falls back, it never loses the alert)
+      -> cooldown of (rule, key), once for the message
+      -> format the text (with " (+N more)" when messages were suppressed)
+      -> per recipient: daily cap, quiet hours, rate  -> Text rows / events
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from mqtt2sms import config as cfg
+from mqtt2sms import rules as rules_mod
+from mqtt2sms import sms, throttle
+from mqtt2sms.errors import TemplateError
+from mqtt2sms.model import MAX_PAYLOAD, Event, Message, Text
+from mqtt2sms.render import NOT_JSON, Templates, Variables, variables
+
+_RAW_ADDRESS = re.compile(r"^[+\d(][\d\s().+-]*$|@")
+
+
+@dataclass(frozen=True)
+class Routed:
+    texts: tuple[Text, ...] = ()
+    events: tuple[Event, ...] = ()
+    state: throttle.ThrottleState = field(default_factory=throttle.ThrottleState.empty)
+    problems: tuple[str, ...] = ()  # template errors and the like, for the log
+    matched: tuple[str, ...] = ()  # names of the rules that matched (and whose `when` held)
+
+
+def decode_payload(payload: bytes) -> tuple[str, object]:
+    """The payload as text (invalid UTF-8 replaced) and as parsed JSON (or NOT_JSON).
+
+    JSON that is too deep, has a number past Python's digit limit, or is not valid is
+    simply not JSON: the message is then read as plain text.
+    """
+    text = payload.decode("utf-8", "replace")
+    stripped = text.strip()
+    if not stripped or stripped[0] not in '{["-0123456789tfn':
+        return text, NOT_JSON
+    try:
+        return text, json.loads(stripped)
+    except (ValueError, RecursionError):
+        return text, NOT_JSON
+
+
+def _names(value: object) -> list[str] | None:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
+
+
+def route(
+    config: cfg.Config,
+    templates: Templates,
+    message: Message,
+    state: throttle.ThrottleState,
+    now: dt.datetime,
+    tz: dt.tzinfo,
+    alert_id: str,
+    rules: Sequence[cfg.Rule] | None = None,
+) -> Routed:
+    """Decide what a message becomes.
+
+    ``now`` is an aware datetime; ``tz`` is the local zone for quiet hours and the daily cap;
+    ``alert_id`` names this message's texts (``<alert_id>-<n>``). ``rules`` restricts the rules
+    considered (default: all those whose filter matches). Never raises for any payload.
+    """
+    if rules is None:
+        rules = rules_mod.matching(config.rules, message.topic, config.mqtt.base_topic)
+    if not rules:
+        return Routed(state=state)
+    if len(message.payload) > MAX_PAYLOAD:
+        ev = Event(
+            id=alert_id,
+            state="rejected",
+            at=now,
+            rule=rules[0].name,
+            error=f"payload of {len(message.payload)} bytes is over 64 KiB",
+            extra={"topic": message.topic},
+        )
+        return Routed(events=(ev,), state=state)
+
+    text, parsed = decode_payload(message.payload)
+    out = _Builder(config, templates, message, now, tz, alert_id, state, text, parsed)
+    for rule in rules:
+        out.rule(rule)
+    return Routed(
+        texts=tuple(out.texts),
+        events=tuple(out.events),
+        state=out.state,
+        problems=tuple(out.problems),
+        matched=tuple(out.matched),
+    )
+
+
+class _Builder:
+    """Accumulates the outcome of one message over the rules it matched."""
+
+    def __init__(
+        self,
+        config: cfg.Config,
+        templates: Templates,
+        message: Message,
+        now: dt.datetime,
+        tz: dt.tzinfo,
+        alert_id: str,
+        state: throttle.ThrottleState,
+        text: str,
+        parsed: object,
+    ) -> None:
+        self.config = config
+        self.templates = templates
+        self.message = message
+        self.now = now
+        self.tz = tz
+        self.alert_id = alert_id
+        self.state = state
+        self.text = text
+        self.parsed = parsed
+        self.texts: list[Text] = []
+        self.events: list[Event] = []
+        self.problems: list[str] = []
+        self.matched: list[str] = []
+        self._n = 0
+
+    def _next_id(self) -> str:
+        self._n += 1
+        return f"{self.alert_id}-{self._n}"
+
+    def _event(
+        self,
+        state: str,
+        rule: cfg.Rule,
+        *,
+        to: str | None = None,
+        error: str | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
+        self.events.append(
+            Event(id=self._next_id(), state=state, at=self.now, rule=rule.name, to=to,
+                  error=error, extra=extra or {})
+        )
+
+    def _render(self, rule: cfg.Rule, what: str, src: str, v: Variables) -> str | None:
+        try:
+            return self.templates.render(src, v)
+        except TemplateError as exc:
+            self.problems.append(f"rule {rule.name}: {what} template failed: {exc}")
+            return None
+
+    def rule(self, rule: cfg.Rule) -> None:
+        msg = self.message
+        if msg.retained and not rule.retained:
+            return
+        v = variables(self.text, self.parsed, msg.topic, msg.retained, rule.name, self.now.astimezone(self.tz))
+        fallback = False
+        if rule.when:
+            try:
+                if not self.templates.when(rule.when, v):
+                    return
+            except TemplateError as exc:
+                # A typo in `when` must not lose an alert: send the fallback text.
+                self.problems.append(f"rule {rule.name}: when failed: {exc}")
+                fallback = True
+        self.matched.append(rule.name)
+        obj = self.parsed if isinstance(self.parsed, dict) else None
+
+        names = self._recipients(rule, obj)
+        if names is None:
+            return
+        priority = rule.options.priority
+        if obj is not None and not rule.to_set and "priority" in obj:
+            p = obj["priority"]
+            if p in ("normal", "high"):
+                priority = str(p)
+            else:
+                self.problems.append(f"rule {rule.name}: payload priority {p!r} ignored")
+
+        key = msg.topic
+        if rule.key:
+            key = self._render(rule, "key", rule.key, v) or msg.topic
+        if obj is not None and not rule.to_set and isinstance(obj.get("key"), str | int):
+            key = str(obj["key"])
+
+        body: str | None = None
+        if not fallback:
+            if rule.message:
+                body = self._render(rule, "message", rule.message, v)
+            else:
+                body = self.templates.default_message(v)
+            if body is not None and not body.strip():
+                self.problems.append(f"rule {rule.name}: message rendered empty")
+                body = None
+        if body is None:
+            body = f"{rule.name}: {self.text}"
+        subject = None
+        if rule.options.subject:
+            subject = self._render(rule, "subject", rule.options.subject, v) or None
+
+        cd = throttle.check_cooldown(self.state, rule.name, key, rule.options.cooldown, priority, self.now)
+        if not cd.allowed:
+            self.state = throttle.note_suppressed(self.state, rule.name, key)
+            until = cd.until.isoformat() if cd.until else None
+            self._event("suppressed", rule, to=",".join(names) or None,
+                        error=f"cooldown of {rule.name} for {key} until {until}",
+                        extra={"key": key, "until": until})
+            return
+        suffix = f" (+{cd.more} more)" if cd.more > 0 else ""
+        o = rule.options
+        parts = sms.format_sms(body, max_length=o.max_length, long=o.long, max_parts=o.max_parts,
+                               charset=o.charset, suffix=suffix)
+        contacts, _unknown = cfg.resolve_recipients(self.config, names)
+        any_accepted = False
+        for contact in contacts:
+            via = cfg.contact_via(self.config, contact, o, rule.via_set)
+            addresses = _addresses(contact, via)
+            if not addresses:
+                self._event("rejected", rule, to=contact.name,
+                            error=f"contact {contact.name} has no address for {', '.join(via)}")
+                continue
+            d = throttle.check_recipient(self.state, contact.name, len(parts), priority,
+                                         self.config.limits, self.now, self.tz)
+            if d.action == "suppress":
+                self._event("suppressed", rule, to=contact.name, error=d.reason,
+                            extra={"key": key})
+                continue
+            any_accepted = True
+            window = self.config.limits.per_recipient.per if self.config.limits.per_recipient else None
+            not_before = None
+            if d.action == "defer":
+                not_before = d.until
+                self.state = throttle.note_deferred(self.state, contact.name, len(parts), self.now, self.tz)
+            else:
+                self.state = throttle.note_accepted(self.state, contact.name, len(parts), self.now,
+                                                    self.tz, window)
+            for part in parts:
+                t = Text(id=self._next_id(), alert_id=self.alert_id, rule=rule.name, key=key,
+                         recipient=contact.name, via=via, addresses=addresses, body=part,
+                         created_at=self.now, subject=subject, priority=priority,
+                         not_before=not_before)
+                self.texts.append(t)
+                if not_before is not None:
+                    self.events.append(Event(id=t.id, state="deferred", at=self.now, rule=rule.name,
+                                             to=contact.name, via=via[0], error=d.reason,
+                                             extra={"next_try": not_before.isoformat()}))
+        if any_accepted:
+            self.state = throttle.note_sent(self.state, rule.name, key, self.now)
+
+    def _recipients(self, rule: cfg.Rule, obj: dict[str, object] | None) -> list[str] | None:
+        """The names to text, or None when nothing is left (events already recorded)."""
+        if rule.escalate and rule.escalate in self.config.escalations:
+            # Escalation arrives in a later issue; until then the policy's first step is texted.
+            return list(self.config.escalations[rule.escalate].steps[0].to)
+        if rule.to_set or obj is None or "to" not in obj:
+            return list(rule.options.to)
+        asked = _names(obj["to"])
+        if asked is None:
+            self._event("rejected", rule, error="payload 'to' must be a name or a list of names")
+            return None
+        known = set(self.config.contacts) | set(self.config.groups)
+        names: list[str] = []
+        for name in asked:
+            if name in known:
+                names.append(name)
+            elif _RAW_ADDRESS.search(name.strip()):
+                self._event("rejected", rule, to=None,
+                            error="a raw number or address is never accepted in 'to'; name a contact")
+            else:
+                self._event("rejected", rule, to=None,
+                            error=f"unknown recipient {name[:40]!r} in payload 'to'")
+        return names or None
+
+
+def _addresses(contact: cfg.Contact, via: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in via:
+        if name == "smtp":
+            if contact.gateway_address:
+                out[name] = contact.gateway_address
+        elif contact.e164:
+            out[name] = contact.e164
+    return out
+

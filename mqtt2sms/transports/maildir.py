@@ -1,0 +1,54 @@
+"""The dry run: what would go by smtp is written into a Maildir instead."""
+
+from __future__ import annotations
+
+import mailbox
+from collections.abc import Callable
+from datetime import datetime
+
+from ..errors import TemporaryDeliveryError
+from .base import OutgoingText, Receipt
+from .smtp import build_email, parse_from
+
+
+class MaildirTransport:
+    """Writes the mail ``build_email`` makes into ``directory`` (created on first use)."""
+
+    def __init__(
+        self,
+        directory: str,
+        from_addr: str = "mqtt2sms@localhost",
+        *,
+        name: str = "smtp",
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.name = name
+        self._directory = directory
+        self._from = from_addr
+        try:
+            self._domain = parse_from(from_addr)[1].rpartition("@")[2]
+        except ValueError:
+            self._domain = "localhost"  # build_email reports the bad address on every send
+        self._clock = clock or (lambda: datetime.now().astimezone())
+        self._box: mailbox.Maildir | None = None
+
+    def send(self, text: OutgoingText) -> Receipt:
+        """Write one mail into new/; the receipt's detail is its file name."""
+        message = build_email(text, self._from, self._clock(), self._domain)
+        data = message.as_bytes(policy=message.policy.clone(linesep="\n"))
+        try:
+            if self._box is None:
+                self._box = mailbox.Maildir(self._directory, factory=None, create=True)
+            key = self._box.add(data)
+        except OSError as exc:
+            raise TemporaryDeliveryError(
+                f"maildir {self._directory}: {exc.strerror or exc}", scope="transport"
+            ) from exc
+        return Receipt(self.name, str(message["Message-ID"]), key)
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+    def probe(self) -> str:
+        """Describe the dry run; nothing is tried."""
+        return f"dry run: maildir {self._directory}"
