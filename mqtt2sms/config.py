@@ -26,7 +26,6 @@ import datetime as dt
 import difflib
 import math
 import re
-import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
@@ -515,7 +514,12 @@ class _Section:
     def require(self, key: str, read: Callable[[_Node, str], _T | None]) -> _T | None:
         """Like opt, and an error when the key is missing or null."""
         if not self.has(key):
-            where = self.items[key][1] if key in self.items else self.node
+            if key in self.items:
+                where: _Node | None = self.items[key][1]
+            elif self.node is not None:  # the line of the section's own key, when it has one
+                where = self.parser.key_of.get(id(self.node), self.node)
+            else:
+                where = None
             self.parser.error(where, self.path(key), "required")
             return None
         return read(self.items[key][1], self.path(key))
@@ -567,6 +571,7 @@ class _Parser:
         self.transports: set[str] = {"smtp"}
         self.contact_nodes: dict[str, _Node] = {}
         self.known_names: set[str] = set()  # contacts and groups
+        self.key_of: dict[int, _Node] = {}  # id(value node) -> its key node
 
     # ------------------------------------------------------------------ reporting
 
@@ -619,6 +624,7 @@ class _Parser:
                 self.error(knode, _join(ypath, key), f"duplicate key '{key}'")
                 continue
             out[key] = (knode, vnode)
+            self.key_of[id(vnode)] = knode
         return out
 
     def sequence(self, node: _Node, ypath: str) -> list[_Node] | None:
@@ -1502,15 +1508,15 @@ def parse_config(
         twilio=twilio,
         modem=modem,
         android=android,
-        contacts=types.MappingProxyType(contacts),
-        groups=types.MappingProxyType(groups),
+        contacts=contacts,
+        groups=groups,
         defaults=defaults,
         limits=limits,
         homeassistant=homeassistant,
         alert_topic=alert_topic,
         rules=tuple(rules),
         received=received,
-        escalations=types.MappingProxyType(escalations),
+        escalations=escalations,
     )
     _check_reach(p, config, uses, node("contacts"))
     if p.errors:

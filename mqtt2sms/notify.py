@@ -23,7 +23,6 @@ class Notifier:
             address = None
         self._address = address or None
         self._watchdog_usec = watchdog_usec
-        self._sock: socket.socket | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], pid: int | None = None) -> Notifier:
@@ -60,18 +59,12 @@ class Notifier:
         line = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
         self._send("STATUS=" + " ".join(line.split()))
 
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
     def _send(self, message: str) -> None:
         if self._address is None:
             return
         try:
-            if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-                self._sock.setblocking(False)  # a hung systemd must not hang us
-            self._sock.sendto(message.encode("utf-8", "replace"), self._address)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)  # a hung systemd must not hang us
+                sock.sendto(message.encode("utf-8", "replace"), self._address)
         except OSError as exc:
             log.debug("sd_notify %r failed: %s", message.split("=")[0], exc)

@@ -240,7 +240,7 @@ class _Builder:
             not_before = None
             if d.action == "defer":
                 not_before = d.until
-                self.state = throttle.note_deferred(self.state, contact.name, len(parts), self.now, self.tz)
+                self.state = throttle.note_deferred(self.state, len(parts), self.now, self.tz)
             else:
                 self.state = throttle.note_accepted(self.state, contact.name, len(parts), self.now,
                                                     self.tz, window)

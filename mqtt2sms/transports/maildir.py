@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mailbox
+import os
 from collections.abc import Callable
 from datetime import datetime
 
@@ -38,7 +39,10 @@ class MaildirTransport:
         data = message.as_bytes(policy=message.policy.clone(linesep="\n"))
         try:
             if self._box is None:
-                self._box = mailbox.Maildir(self._directory, factory=None, create=True)
+                # Maildir(create=True) leaves an existing, empty directory without tmp/new/cur
+                for sub in ("tmp", "new", "cur"):
+                    os.makedirs(os.path.join(self._directory, sub), mode=0o700, exist_ok=True)
+                self._box = mailbox.Maildir(self._directory, factory=None, create=False)
             key = self._box.add(data)
         except OSError as exc:
             raise TemporaryDeliveryError(

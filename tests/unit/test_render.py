@@ -1,0 +1,264 @@
+"""render.py: sandboxed Jinja2 with Home Assistant's variable names."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mqtt2sms.errors import TemplateError
+from mqtt2sms.render import (
+    MAX_OUTPUT,
+    NOT_JSON,
+    Templates,
+    Variables,
+    decode_payload,
+    variables,
+)
+
+NOW = datetime(2024, 5, 17, 21, 5, 9)
+
+
+def make(payload: bytes | str, topic: str = "zigbee2mqtt/bath/leak", rule: str = "leak") -> Variables:
+    raw = payload.encode() if isinstance(payload, str) else payload
+    text, parsed = decode_payload(raw)
+    return variables(text, parsed, topic, False, rule, NOW)
+
+
+JSON = make('{"water_leak": true, "battery": 87, "message": "Leak!", "n": 0, "s": "off"}')
+PLAIN = make("hello world", topic="home/alerts/sms", rule="sms")
+
+
+@pytest.fixture
+def t() -> Templates:
+    return Templates()
+
+
+# --------------------------------------------------------------------------- variables
+
+
+def test_variables() -> None:
+    v = make('{"a": 1}', topic="a/b/c")
+    assert v.value == '{"a": 1}'
+    assert v.value_json == {"a": 1}
+    assert v.topic_parts == ("a", "b", "c")
+    assert v.rule == "leak"
+    assert v.now == NOW
+    assert not v.retained
+
+
+@pytest.mark.parametrize(
+    ("payload", "text", "parsed"),
+    [
+        (b'{"a": 1}', '{"a": 1}', {"a": 1}),
+        (b"21.5", "21.5", 21.5),
+        (b"true", "true", True),
+        (b"[1, 2]", "[1, 2]", [1, 2]),
+        (b"ON", "ON", NOT_JSON),
+        (b"", "", NOT_JSON),
+        (b"\xffabc", "\ufffdabc", NOT_JSON),
+        (b"[" * 100000, "[" * 100000, NOT_JSON),
+    ],
+)
+def test_decode_payload(payload: bytes, text: str, parsed: object) -> None:
+    assert decode_payload(payload) == (text, parsed)
+
+
+def test_context_hides_value_json_when_not_json() -> None:
+    assert "value_json" not in PLAIN.context()
+    assert JSON.context()["value_json"]["battery"] == 87
+
+
+# --------------------------------------------------------------------------- render
+
+
+@pytest.mark.parametrize(
+    ("src", "v", "expected"),
+    [
+        ("Water leak: {{ topic_parts[1] }}", JSON, "Water leak: bath"),
+        ("{{ value }}", PLAIN, "hello world"),
+        ("{{ value_json.battery }}%", JSON, "87%"),
+        ("{{ value_json['battery'] | int + 1 }}", JSON, "88"),
+        ("{{ rule }} on {{ topic }}", JSON, "leak on zigbee2mqtt/bath/leak"),
+        ("{{ now.strftime('%H:%M') }}", JSON, "21:05"),
+        ("{{ retained }}", JSON, "False"),
+        ("{{ value_json.missing | default('n/a') }}", JSON, "n/a"),
+        ("{{ value_json is defined }}", PLAIN, "False"),
+        ("{{ '%.1f' % 21.456 }}", JSON, "21.5"),
+        ("{{ value | upper }}", PLAIN, "HELLO WORLD"),
+        ("{{ 2.567 | round(1) }}", PLAIN, "2.6"),
+        ("{{ {'a': 1} | tojson }}", PLAIN, '{"a": 1}'),
+        ("line\n", PLAIN, "line"),
+        ("{{ '<b>' }}", PLAIN, "<b>"),
+        ("{{ 'ab' * 3 }}", PLAIN, "ababab"),
+        ("{{ 2 ** 10 }}", PLAIN, "1024"),
+    ],
+)
+def test_render(t: Templates, src: str, v: Variables, expected: str) -> None:
+    assert t.render(src, v) == expected
+
+
+@pytest.mark.parametrize(
+    ("src", "v", "reason"),
+    [
+        ("{{ value_json.message }}", PLAIN, "'value_json' is undefined"),
+        ("{{ value_json.nope }}", JSON, "has no attribute 'nope'"),
+        ("{{ nosuch }}", JSON, "'nosuch' is undefined"),
+        ("{{ ''.__class__.__mro__ }}", JSON, "unsafe"),
+        ("{{ value.__class__ }}", JSON, "unsafe"),
+        ("{{ now.__init__ }}", JSON, "unsafe"),
+        ("{{ value_json.pop('n') }}", JSON, "unsafe"),
+        ("{{ 1 / 0 }}", JSON, "ZeroDivisionError"),
+        ("{{ value_json.battery + 'x' }}", JSON, "TypeError"),
+        ("{{ x", JSON, "syntax error"),
+        ("{% for %}", JSON, "syntax error"),
+        ("{{ 'x' * 100000 }}", JSON, "longer than"),
+        ("{{ 'x' * 70000 }}", JSON, "longer than"),
+        ("{{ 10 ** 10 ** 10 }}", JSON, "too large"),
+        ("{{ '%999999999s' % 1 }}", JSON, "width"),
+        ("{{ '%*s' % (999999999, 1) }}", JSON, "'*'"),
+        ("{% for i in range(100000) %}xx{% endfor %}", JSON, "output longer"),
+        ("{% for i in range(10000000) %}{% endfor %}", JSON, "range"),
+        ("{{ range(10)|list|attr('append')(1) }}", JSON, "unsafe"),
+    ],
+)
+def test_render_errors(t: Templates, src: str, v: Variables, reason: str) -> None:
+    with pytest.raises(TemplateError, match="") as info:
+        t.render(src, v)
+    assert reason in str(info.value)
+
+
+def test_render_output_exactly_at_cap(t: Templates) -> None:
+    assert len(t.render("{{ 'x' * %d }}" % MAX_OUTPUT, PLAIN)) == MAX_OUTPUT
+
+
+def test_templates_are_compiled_once(t: Templates) -> None:
+    t.render("{{ value }}", PLAIN)
+    first = t._templates["{{ value }}"]
+    t.render("{{ value }}", JSON)
+    assert t._templates["{{ value }}"] is first
+
+
+def test_environments_are_not_shared() -> None:
+    assert Templates()._env is not Templates()._env
+
+
+@given(st.text(max_size=200))
+def test_render_never_raises_anything_else(src: str) -> None:
+    try:
+        out = Templates().render(src, JSON)
+    except TemplateError:
+        return
+    assert isinstance(out, str)
+
+
+@given(st.text(max_size=200))
+def test_payload_text_is_data_not_template(payload: str) -> None:
+    v = make(payload)
+    assert Templates().render("{{ value }}", v) == payload.rstrip("\n") or payload.endswith("\n")
+
+
+# --------------------------------------------------------------------------- when
+
+
+@pytest.mark.parametrize(
+    ("src", "v", "expected"),
+    [
+        ("value_json.water_leak", JSON, True),
+        ("{{ value_json.water_leak }}", JSON, True),
+        ("{{- value_json.water_leak -}}", JSON, True),
+        ("  {{ value_json.water_leak }}  ", JSON, True),
+        ("value_json.water_leak", PLAIN, False),
+        ("value_json.missing", JSON, False),
+        ("value_json.missing > 3", JSON, False),
+        ("value_json.missing.deeper", JSON, False),
+        ("{{ value_json.missing == 1 }}", JSON, False),
+        ("not value_json.missing", JSON, False),
+        ("value_json.battery < 90", JSON, True),
+        ("value_json.battery < 50", JSON, False),
+        ("value_json.n", JSON, False),
+        ("{{ value_json.n }}", JSON, False),
+        ("value_json.s", JSON, False),
+        ("value == 'hello world'", PLAIN, True),
+        ("'ON'", PLAIN, True),
+        ("'Off '", PLAIN, False),
+        ("'no'", PLAIN, False),
+        ("'False'", PLAIN, False),
+        ("'0'", PLAIN, False),
+        ("''", PLAIN, False),
+        ("none", PLAIN, False),
+        ("[]", PLAIN, False),
+        ("{% if value_json.water_leak %}on{% else %}off{% endif %}", JSON, True),
+        ("{% if value_json.n %}on{% else %}off{% endif %}", JSON, False),
+        ("{% if value_json.water_leak %}yes{% endif %}", PLAIN, False),
+        ("{{ value_json.water_leak }} and {{ value_json.n }}", JSON, True),
+        ("value_json is defined", PLAIN, False),
+        ("value_json is defined", JSON, True),
+        ("topic_parts[1] == 'bath'", JSON, True),
+        ("now.hour >= 21", JSON, True),
+    ],
+)
+def test_when(t: Templates, src: str, v: Variables, expected: bool) -> None:
+    assert t.when(src, v) is expected
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        "value_json.s > 3",  # TypeError: str > int
+        "1 / 0",
+        "''.__class__",
+        "value ==",
+        "{{ }}",
+        "",
+    ],
+)
+def test_when_errors(t: Templates, src: str) -> None:
+    with pytest.raises(TemplateError):
+        t.when(src, JSON)
+
+
+# --------------------------------------------------------------------------- check
+
+
+def test_check_template(t: Templates) -> None:
+    assert t.check_template("Leak: {{ topic }}") is None
+    error = t.check_template("Leak: {{ topic ")
+    assert error is not None
+    assert "syntax error (line 1)" in error
+
+
+@pytest.mark.parametrize(
+    ("src", "ok"),
+    [
+        ("value_json.water_leak", True),
+        ("{{ value_json.water_leak }}", True),
+        ("{% if x %}1{% endif %}", True),
+        ("value ==", False),
+        ("{{ value == }}", False),
+        ("{% if %}", False),
+        ("", False),
+    ],
+)
+def test_check_expression(t: Templates, src: str, ok: bool) -> None:
+    assert (t.check_expression(src) is None) is ok
+
+
+# --------------------------------------------------------------------------- default message
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ('{"message": "Smoke in the hall", "to": "family"}', "Smoke in the hall"),
+        ('{"message": 42}', '{"message": 42}'),
+        ('{"text": "x"}', '{"text": "x"}'),
+        ('["message"]', '["message"]'),
+        ("Door open", "Door open"),
+        ('"just a string"', '"just a string"'),
+    ],
+)
+def test_default_message(payload: str, expected: str) -> None:
+    assert Templates.default_message(make(payload)) == expected
