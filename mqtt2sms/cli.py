@@ -140,23 +140,33 @@ def _recipient_lines(config: cfg.Config, rule: cfg.Rule) -> list[str]:
 def cmd_check(config: cfg.Config, probe: bool) -> int:
     print(f"config {config.path}: OK")
     m = config.mqtt
-    print(f"broker: {m.host}:{m.port}{' (embedded)' if m.embedded else ''}, "
-          f"client id {m.client_id}, MQTT {m.protocol}, base topic {m.base_topic}")
+    print(
+        f"broker: {m.host}:{m.port}{' (embedded)' if m.embedded else ''}, "
+        f"client id {m.client_id}, MQTT {m.protocol}, base topic {m.base_topic}"
+    )
     if config.smtp is None:
         print(f"smtp: none, dry run into {os.path.join(config.state_dir, 'maildir')}")
     else:
         s = config.smtp
-        print(f"smtp: {s.host}:{s.port} {s.security}, from {s.from_addr}"
-              + (f", login {s.username}" if s.username else ""))
+        print(
+            f"smtp: {s.host}:{s.port} {s.security}, from {s.from_addr}"
+            + (f", login {s.username}" if s.username else "")
+        )
     print(f"state: {config.state_dir}")
     lim = config.limits
-    rate = f"{lim.per_recipient.count}/{_duration(lim.per_recipient.per)}" if lim.per_recipient \
+    rate = (
+        f"{lim.per_recipient.count}/{_duration(lim.per_recipient.per)}"
+        if lim.per_recipient
         else "none"
-    quiet = (f"{lim.quiet_hours.start:%H:%M}-{lim.quiet_hours.end:%H:%M}"
-             if lim.quiet_hours else "none")
-    print(f"limits: per recipient {rate}, daily cap {lim.daily_cap or 'none'}, quiet hours "
-          f"{quiet}, max age {_duration(lim.max_age)}, retry {_duration(lim.retry.first)}.."
-          f"{_duration(lim.retry.max)}, keep {_duration(lim.keep)}")
+    )
+    quiet = (
+        f"{lim.quiet_hours.start:%H:%M}-{lim.quiet_hours.end:%H:%M}" if lim.quiet_hours else "none"
+    )
+    print(
+        f"limits: per recipient {rate}, daily cap {lim.daily_cap or 'none'}, quiet hours "
+        f"{quiet}, max age {_duration(lim.max_age)}, retry {_duration(lim.retry.first)}.."
+        f"{_duration(lim.retry.max)}, keep {_duration(lim.keep)}"
+    )
     print(f"rules ({len(config.rules)}):")
     for rule in config.rules:
         o = rule.options
@@ -212,26 +222,34 @@ def _read_throttle(config: cfg.Config) -> throttle.ThrottleState:
     return throttle.from_json(row[0] if row else "")
 
 
-def cmd_test(config: cfg.Config, topic: str, payload: str, as_json: bool,
-             env: Mapping[str, str]) -> int:
+def cmd_test(
+    config: cfg.Config, topic: str, payload: str, as_json: bool, env: Mapping[str, str]
+) -> int:
     from mqtt2sms.daemon import local_tz, utcnow
     from mqtt2sms.model import Message
     from mqtt2sms.render import Templates
     from mqtt2sms.router import route
 
     now = utcnow()
-    msg = Message(topic=topic, payload=payload.encode("utf-8", "surrogateescape"),
-                  received_at=now)
+    msg = Message(topic=topic, payload=payload.encode("utf-8", "surrogateescape"), received_at=now)
     routed = route(config, Templates(), msg, _read_throttle(config), now, local_tz(env), "test")
     if as_json:
         out = {
             "topic": topic,
             "matched": list(routed.matched),
             "texts": [
-                {"id": t.id, "rule": t.rule, "to": t.recipient, "via": list(t.via),
-                 "addresses": dict(t.addresses), "body": t.body, "subject": t.subject,
-                 "priority": t.priority, "key": t.key,
-                 "not_before": t.not_before.isoformat() if t.not_before else None}
+                {
+                    "id": t.id,
+                    "rule": t.rule,
+                    "to": t.recipient,
+                    "via": list(t.via),
+                    "addresses": dict(t.addresses),
+                    "body": t.body,
+                    "subject": t.subject,
+                    "priority": t.priority,
+                    "key": t.key,
+                    "not_before": t.not_before.isoformat() if t.not_before else None,
+                }
                 for t in routed.texts
             ],
             "events": [e.as_json() for e in routed.events],
@@ -247,8 +265,11 @@ def cmd_test(config: cfg.Config, topic: str, payload: str, as_json: bool,
         print(f"problem: {p}")
     for t in routed.texts:
         addr = ", then ".join(f"{n} {t.addresses.get(n, '?')}" for n in t.via)
-        when = f" (deferred until {t.not_before.isoformat(timespec='minutes')})" if t.not_before \
+        when = (
+            f" (deferred until {t.not_before.isoformat(timespec='minutes')})"
+            if t.not_before
             else ""
+        )
         subject = f" subject {t.subject!r}" if t.subject else ""
         print(f"  [{t.rule}] to {t.recipient} via {addr}{when}{subject}:")
         print(f"    {t.body}")
@@ -331,8 +352,18 @@ def cmd_queue(config: cfg.Config, action: str, text_id: str | None, show_all: bo
                         nxt += " (quiet hours)"
                 else:
                     nxt = "-"
-                table.append((r.id, _age(now - r.created_at), r.recipient, r.current_via,
-                              r.state, r.attempts, nxt, (r.last_error or "")[:60]))
+                table.append(
+                    (
+                        r.id,
+                        _age(now - r.created_at),
+                        r.recipient,
+                        r.current_via,
+                        r.state,
+                        r.attempts,
+                        nxt,
+                        (r.last_error or "")[:60],
+                    )
+                )
             _table(table)
             return 0
         if not text_id:
@@ -362,15 +393,29 @@ def cmd_queue(config: cfg.Config, action: str, text_id: str | None, show_all: bo
         box.close()
 
 
-def _publish_dropped(config: cfg.Config, text_id: str, rule: str, to: str, via: str,
-                     attempts: int) -> None:
+def _publish_dropped(
+    config: cfg.Config, text_id: str, rule: str, to: str, via: str, attempts: int
+) -> None:
     from mqtt2sms.model import Event
     from mqtt2sms.mqtt import publish_once
 
-    ev = Event(id=text_id, state="failed", at=dt.datetime.now().astimezone(), rule=rule, to=to,
-               via=via, attempts=attempts, error="dropped by the user")
+    ev = Event(
+        id=text_id,
+        state="failed",
+        at=dt.datetime.now().astimezone(),
+        rule=rule,
+        to=to,
+        via=via,
+        attempts=attempts,
+        error="dropped by the user",
+    )
     try:
-        publish_once(config.mqtt, f"{config.mqtt.base_topic}/event", json.dumps(ev.as_json()),
-                     f"mqtt2sms-queue-{os.getpid()}", timeout=5)
+        publish_once(
+            config.mqtt,
+            f"{config.mqtt.base_topic}/event",
+            json.dumps(ev.as_json()),
+            f"mqtt2sms-queue-{os.getpid()}",
+            timeout=5,
+        )
     except ConnectionError as exc:
         print(f"warning: the failed event was not published: {exc}", file=sys.stderr)

@@ -565,23 +565,33 @@ class _Parser:
         self.env = env
         self.read_file = read_file
         self.jinja = jinja_env
-        self.errors: list[str] = []
-        self.warnings: list[str] = []
+        self.errors: list[tuple[int, str]] = []
+        self.warnings: list[tuple[int, str]] = []
         self.constructor = yaml.constructor.SafeConstructor()
         self.transports: set[str] = {"smtp"}
         self.contact_nodes: dict[str, _Node] = {}
         self.known_names: set[str] = set()  # contacts and groups
         self.key_of: dict[int, _Node] = {}  # id(value node) -> its key node
+        self.no_section: dict[str, str] = {
+            name: f"there is no `{name}:` section" for name in TRANSPORTS
+        }
 
     # ------------------------------------------------------------------ reporting
 
     def error(self, node: _Node | None, ypath: str, what: str) -> None:
         line = _line(node) if node is not None else 1
-        self.errors.append(f"{self.path}:{line}: {ypath}: {what}")
+        self.errors.append((line, f"{self.path}:{line}: {ypath}: {what}"))
 
     def warn(self, node: _Node | None, ypath: str, what: str) -> None:
         line = _line(node) if node is not None else 1
-        self.warnings.append(f"{self.path}:{line}: {ypath}: {what}")
+        self.warnings.append((line, f"{self.path}:{line}: {ypath}: {what}"))
+
+    def sorted_errors(self) -> list[str]:
+        """The errors in file order (stable: same line, order found)."""
+        return [text for _line_no, text in sorted(self.errors, key=lambda e: e[0])]
+
+    def sorted_warnings(self) -> tuple[str, ...]:
+        return tuple(text for _line_no, text in sorted(self.warnings, key=lambda e: e[0]))
 
     def wrong_type(self, node: _Node, ypath: str, wanted: str) -> None:
         got = _KIND_WORDS.get(_kind(node), f"a {node.tag} value")
@@ -877,9 +887,7 @@ class _Parser:
                 )
                 ok = False
             elif entry not in self.transports:
-                self.error(
-                    item, ypath, f"'{entry}' is not configured: there is no `{entry}:` section"
-                )
+                self.error(item, ypath, f"'{entry}' is not configured: {self.no_section[entry]}")
                 ok = False
             elif entry in seen:
                 self.error(item, ypath, f"'{entry}' is listed twice")
@@ -1111,6 +1119,9 @@ def _contacts(p: _Parser, node: _Node | None, country_code: str) -> dict[str, Co
             p.error(knode, yp, f"bad name '{name}': use letters, digits, _ and -")
             continue
         p.contact_nodes[name] = knode
+        if _is_null(vnode):
+            p.error(knode, yp, "needs a number (with a carrier for smtp) or an email")
+            continue
         s = _Section(p, vnode, yp, ("number", "carrier", "email", "via"))
         if _kind(vnode) != "map":
             continue
@@ -1457,7 +1468,7 @@ def parse_config(
 
     top = _Section(p, root, "", _TOP_KEYS)
     if root is not None and not _is_null(root) and _kind(root) != "map":
-        raise ConfigError(p.errors)
+        raise ConfigError(p.sorted_errors())
     node = top.value_node
 
     mqtt = _mqtt(p, node("mqtt"))
@@ -1466,6 +1477,9 @@ def parse_config(
     modem = _modem(p, top.items["modem"][1]) if top.has("modem") else None
     android = _android(p, top.items["android"][1]) if top.has("android") else None
     p.transports |= {name for name in TRANSPORTS if top.has(name)}
+    for name in TRANSPORTS:
+        if name in top.items and not top.has(name):
+            p.no_section[name] = f"`{name}:` is empty (write `{name}: {{}}` for its defaults)"
 
     state_dir = top.opt("state_dir", p.path_value) if top.has("state_dir") else None
     if state_dir is None and not top.has("state_dir"):
@@ -1520,8 +1534,8 @@ def parse_config(
     )
     _check_reach(p, config, uses, node("contacts"))
     if p.errors:
-        raise ConfigError(p.errors)
-    return Loaded(config=config, warnings=tuple(p.warnings))
+        raise ConfigError(p.sorted_errors())
+    return Loaded(config=config, warnings=p.sorted_warnings())
 
 
 def _with_builtins(

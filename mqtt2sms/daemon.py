@@ -256,8 +256,10 @@ class Sender:
             self.throttle = throttle.prune(
                 self.throttle, now, {r.name for r in self.config.rules}, self._rate_window()
             )
-        if self._stats_dirty and mono - self._stats_published >= 1.0 or (
-            mono - self._stats_published >= 60.0
+        if (
+            (self._stats_dirty
+            and mono - self._stats_published >= 1.0)
+            or (mono - self._stats_published >= 60.0)
         ):
             self._publish_stats(now)
 
@@ -275,8 +277,9 @@ class Sender:
     def handle(self, msg: Message) -> None:
         """Route, send what can go now, commit the rest, then acknowledge the message."""
         if msg.dup and msg.qos > 0 and self.seen.get(msg.mid) == msg.digest:
-            log.info("redelivery of message %d on %s already handled; acknowledged", msg.mid,
-                     msg.topic)
+            log.info(
+                "redelivery of message %d on %s already handled; acknowledged", msg.mid, msg.topic
+            )
             self.ack(msg)
             return
         now = self.clock()
@@ -321,10 +324,19 @@ class Sender:
         old = now - dt.timedelta(seconds=self.config.limits.max_age)
         for row in self.outbox.expire(old, now):
             self._count("failed")
-            self.emit(Event(id=row.id, state="expired", at=now, rule=row.rule, to=row.recipient,
-                            via=row.current_via, attempts=row.attempts,
-                            error=f"not delivered within {self.config.limits.max_age:g}s"
-                            + (f": {row.last_error}" if row.last_error else "")))
+            self.emit(
+                Event(
+                    id=row.id,
+                    state="expired",
+                    at=now,
+                    rule=row.rule,
+                    to=row.recipient,
+                    via=row.current_via,
+                    attempts=row.attempts,
+                    error=f"not delivered within {self.config.limits.max_age:g}s"
+                    + (f": {row.last_error}" if row.last_error else ""),
+                )
+            )
         while not self.stopping.is_set():
             rows = self.outbox.due(now, 200)
             progressed = False
@@ -378,9 +390,17 @@ class Sender:
         def queued(reason: str, next_at: float, error: str | None) -> Outcome:
             return Outcome(
                 "queued",
-                {"via_index": via_index, "attempts": attempts, "first_fail_at": first_fail,
-                 "next_at": next_at, "reason": reason, "last_error": error},
-                via=row.via[via_index], error=error, attempts=attempts,
+                {
+                    "via_index": via_index,
+                    "attempts": attempts,
+                    "first_fail_at": first_fail,
+                    "next_at": next_at,
+                    "reason": reason,
+                    "last_error": error,
+                },
+                via=row.via[via_index],
+                error=error,
+                attempts=attempts,
             )
 
         while via_index < len(row.via):
@@ -406,8 +426,13 @@ class Sender:
             started = time.monotonic()
             try:
                 receipt = transport.send(
-                    OutgoingText(id=row.id, address=address, body=row.body,
-                                 subject=row.subject, priority=row.priority)
+                    OutgoingText(
+                        id=row.id,
+                        address=address,
+                        body=row.body,
+                        subject=row.subject,
+                        priority=row.priority,
+                    )
                 )
             except TemporaryDeliveryError as exc:
                 last_error = str(exc)
@@ -418,8 +443,9 @@ class Sender:
                     reason, next_at = "transport", t_now
                 else:
                     reason = "retry"
-                    next_at = ts(retry.next_try(attempts, self.config.limits.retry, now,
-                                                self.rand.random()))
+                    next_at = ts(
+                        retry.next_try(attempts, self.config.limits.retry, now, self.rand.random())
+                    )
                 if can_fail_over and retry.failover_due(from_ts(first_fail), failover_after, now):
                     via_index, first_fail = via_index + 1, None
                     continue
@@ -429,8 +455,9 @@ class Sender:
             except PermanentDeliveryError as exc:
                 last_error = str(exc)
                 st.last_used = time.monotonic()
-                log.warning("text %s to %s: %s is permanent for %s", row.id, row.recipient,
-                            last_error, name)
+                log.warning(
+                    "text %s to %s: %s is permanent for %s", row.id, row.recipient, last_error, name
+                )
                 via_index, first_fail = via_index + 1, None
                 continue
             st.last_used = time.monotonic()
@@ -439,44 +466,90 @@ class Sender:
             latency = (done - from_ts(row.created_at)).total_seconds() * 1000.0
             self._count("sent")
             self.stats.last_sent_at = done.astimezone(self.tz).isoformat(timespec="seconds")
-            self.emit(Event(id=row.id, state="sent", at=done, rule=row.rule, to=row.recipient,
-                            via=name, attempts=attempts, latency_ms=latency,
-                            extra={"send_ms": round((time.monotonic() - started) * 1000, 1)}))
+            self.emit(
+                Event(
+                    id=row.id,
+                    state="sent",
+                    at=done,
+                    rule=row.rule,
+                    to=row.recipient,
+                    via=name,
+                    attempts=attempts,
+                    latency_ms=latency,
+                    extra={"send_ms": round((time.monotonic() - started) * 1000, 1)},
+                )
+            )
             return Outcome(
                 "sent",
-                {"via_index": via_index, "attempts": attempts, "finished_at": ts(done),
-                 "transport": name, "remote_id": receipt.remote_id, "last_error": None},
-                via=name, attempts=attempts,
+                {
+                    "via_index": via_index,
+                    "attempts": attempts,
+                    "finished_at": ts(done),
+                    "transport": name,
+                    "remote_id": receipt.remote_id,
+                    "last_error": None,
+                },
+                via=name,
+                attempts=attempts,
             )
         self._count("failed")
-        self.emit(Event(id=row.id, state="failed", at=now, rule=row.rule, to=row.recipient,
-                        via=row.via[-1] if row.via else None, attempts=attempts,
-                        error=last_error))
+        self.emit(
+            Event(
+                id=row.id,
+                state="failed",
+                at=now,
+                rule=row.rule,
+                to=row.recipient,
+                via=row.via[-1] if row.via else None,
+                attempts=attempts,
+                error=last_error,
+            )
+        )
         return Outcome(
             "failed",
-            {"via_index": max(0, len(row.via) - 1), "attempts": attempts, "finished_at": t_now,
-             "last_error": last_error},
-            error=last_error, attempts=attempts,
+            {
+                "via_index": max(0, len(row.via) - 1),
+                "attempts": attempts,
+                "finished_at": t_now,
+                "last_error": last_error,
+            },
+            error=last_error,
+            attempts=attempts,
         )
 
     def _deferred_event(self, row: Row, out: Outcome, next_at: float) -> None:
-        self.emit(Event(id=row.id, state="deferred", at=self.clock(), rule=row.rule,
-                        to=row.recipient, via=out.via, attempts=out.attempts, error=out.error,
-                        extra={"next_try": from_ts(next_at).isoformat(timespec="seconds")}))
+        self.emit(
+            Event(
+                id=row.id,
+                state="deferred",
+                at=self.clock(),
+                rule=row.rule,
+                to=row.recipient,
+                via=out.via,
+                attempts=out.attempts,
+                error=out.error,
+                extra={"next_try": from_ts(next_at).isoformat(timespec="seconds")},
+            )
+        )
 
     def _transport_failed(self, name: str, exc: TemporaryDeliveryError, now: dt.datetime) -> None:
         st = self.tstate[name]
         st.failures += 1
         st.auth = exc.auth
         st.last_error = str(exc)
-        until = retry.transport_backoff(st.failures, self.config.limits.retry, now,
-                                        self.rand.random(), exc.auth)
+        until = retry.transport_backoff(
+            st.failures, self.config.limits.retry, now, self.rand.random(), exc.auth
+        )
         st.down_until = ts(until)
         self.transports[name].close()
         self.stats.last_error = f"{name}: {exc}"
         self._stats_dirty = True
-        log.error("%s is failing (%s); next try at %s", name, exc,
-                  until.astimezone(self.tz).strftime("%H:%M:%S"))
+        log.error(
+            "%s is failing (%s); next try at %s",
+            name,
+            exc,
+            until.astimezone(self.tz).strftime("%H:%M:%S"),
+        )
 
     def _transport_ok(self, name: str) -> None:
         st = self.tstate[name]
@@ -543,10 +616,12 @@ class Sender:
             self.history = []
             self._dirty = True
         if self._dirty:
-            self.outbox.set_kv({
-                "throttle": throttle.to_json(self.throttle),
-                "stats": json.dumps(dataclasses.asdict(self.stats)),
-            })
+            self.outbox.set_kv(
+                {
+                    "throttle": throttle.to_json(self.throttle),
+                    "stats": json.dumps(dataclasses.asdict(self.stats)),
+                }
+            )
             self._dirty = False
 
     # -- reload ----------------------------------------------------------------------------
@@ -568,17 +643,36 @@ class Sender:
         )
         n = self.outbox.requeue_on_start(self.clock())
         self._refresh_due()
-        log.info("config reloaded: %d rule(s)%s", len(loaded.config.rules),
-                 f", {n} queued text(s) tried now" if n else "")
+        log.info(
+            "config reloaded: %d rule(s)%s",
+            len(loaded.config.rules),
+            f", {n} queued text(s) tried now" if n else "",
+        )
 
 
 def _row_of(text: Text) -> Row:
     return Row(
-        seq=0, id=text.id, alert_id=text.alert_id, rule=text.rule, key=text.key,
-        recipient=text.recipient, via=text.via, via_index=0, addresses=dict(text.addresses),
-        body=text.body, subject=text.subject, priority=text.priority, state="queued",
-        reason="new", created_at=ts(text.created_at), next_at=ts(text.created_at), attempts=0,
-        first_fail_at=None, last_error=None, finished_at=None, transport=None,
+        seq=0,
+        id=text.id,
+        alert_id=text.alert_id,
+        rule=text.rule,
+        key=text.key,
+        recipient=text.recipient,
+        via=text.via,
+        via_index=0,
+        addresses=dict(text.addresses),
+        body=text.body,
+        subject=text.subject,
+        priority=text.priority,
+        state="queued",
+        reason="new",
+        created_at=ts(text.created_at),
+        next_at=ts(text.created_at),
+        attempts=0,
+        first_fail_at=None,
+        last_error=None,
+        finished_at=None,
+        transport=None,
     )
 
 
@@ -646,8 +740,9 @@ class Daemon:
         self.notifier.status(text)
 
     def _start_link(self) -> None:
-        self.link = MqttLink(self.config.mqtt, subscriptions(self.config), self._on_message,
-                             self._on_online, utcnow)
+        self.link = MqttLink(
+            self.config.mqtt, subscriptions(self.config), self._on_message, self._on_online, utcnow
+        )
         self.link.start()
 
     def run(self) -> int:
@@ -655,7 +750,9 @@ class Daemon:
             signal.signal(sig, self._signal)
         c = self.config
         if c.smtp is None:
-            log.info("no smtp section: dry run, texts go to %s", os.path.join(c.state_dir, "maildir"))
+            log.info(
+                "no smtp section: dry run, texts go to %s", os.path.join(c.state_dir, "maildir")
+            )
         self.outbox = Outbox(outbox_path(c))
         self.sender = Sender(c, self.outbox, self._publish, self._ack, self.env)
         self.sender.start()
@@ -665,8 +762,9 @@ class Daemon:
             self.broker = EmbeddedBroker(c.mqtt.host, c.mqtt.port)
             self.broker.start()
         self._start_link()
-        log.info("mqtt2sms %s started: %d rule(s), state in %s", _version(), len(c.rules),
-                 c.state_dir)
+        log.info(
+            "mqtt2sms %s started: %d rule(s), state in %s", _version(), len(c.rules), c.state_dir
+        )
         wd = self.notifier.watchdog_interval()
         tick = min(wd, 5.0) if wd else 5.0
         while not self._stop.wait(tick):

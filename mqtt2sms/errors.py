@@ -51,7 +51,7 @@ class DeliveryError(Mqtt2SmsError):
 
 
 class TemporaryDeliveryError(DeliveryError):
-    """Try again later. ``scope`` is ``"transport"`` or ``"text"``; ``auth`` marks a login failure."""
+    """Try again later. ``scope``: "transport" or "text"; ``auth`` marks a login failure."""
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ network thread (``loop_start``); our callbacks only hand work over.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import ssl
@@ -15,8 +16,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from mqtt2sms.config import MqttConfig
 from mqtt2sms.model import Message
@@ -26,7 +27,7 @@ log = logging.getLogger("mqtt2sms.mqtt")
 
 def to_message(msg: paho.MQTTMessage, now: dt.datetime) -> Message:
     """Convert a paho message into our own frozen Message (never raises on a bad topic)."""
-    raw_topic: bytes = msg._topic  # noqa: SLF001 - .topic raises on invalid UTF-8
+    raw_topic: bytes = msg._topic
     return Message(
         topic=raw_topic.decode("utf-8", "replace"),
         payload=bytes(msg.payload),
@@ -64,7 +65,7 @@ def make_client(cfg: MqttConfig, client_id: str, clean: bool, manual_ack: bool) 
 def connect_kwargs(cfg: MqttConfig, clean: bool) -> dict[str, Any]:
     kw: dict[str, Any] = {"host": cfg.host, "port": cfg.port, "keepalive": cfg.keepalive}
     if cfg.protocol == "5":
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 0 if clean else int(cfg.session_expiry)
         kw["clean_start"] = clean
         kw["properties"] = props
@@ -120,7 +121,7 @@ class MqttLink:
         if not filters:
             self._go_online()
             return
-        res, mid = self.client.subscribe([(f, 1) for f in filters])
+        _res, mid = self.client.subscribe([(f, 1) for f in filters])
         with self._lock:
             self._pending_sub = mid
 
@@ -142,7 +143,9 @@ class MqttLink:
         was = self.connected
         self.connected = False
         if was:
-            log.warning("disconnected from %s:%d (%s); reconnecting", self.cfg.host, self.cfg.port, rc)
+            log.warning(
+                "disconnected from %s:%d (%s); reconnecting", self.cfg.host, self.cfg.port, rc
+            )
         self._on_online(False)
 
     def _message(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
@@ -176,10 +179,8 @@ class MqttLink:
         """Publish `offline` ourselves (a clean disconnect sends no will), then disconnect."""
         if self.connected:
             info = self.client.publish(self.status_topic, "offline", qos=1, retain=True)
-            try:
+            with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout)
-            except (RuntimeError, ValueError):
-                pass
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -217,7 +218,9 @@ def publish_once(
         if failure:
             raise ConnectionError(failure[0])
         if not info.is_published():
-            raise ConnectionError(f"broker {cfg.host}:{cfg.port} did not acknowledge in {timeout:g}s")
+            raise ConnectionError(
+                f"broker {cfg.host}:{cfg.port} did not acknowledge in {timeout:g}s"
+            )
     finally:
         client.disconnect()
         client.loop_stop()

@@ -242,8 +242,15 @@ class Outbox:
         if row.state == "sent":
             raise OutboxError(f"text {text_id} was sent already")
         self.update(
-            text_id, "queued", next_at=ts(now), created_at=ts(now), reason="new", attempts=0,
-            via_index=0, first_fail_at=None, finished_at=None,
+            text_id,
+            "queued",
+            next_at=ts(now),
+            created_at=ts(now),
+            reason="new",
+            attempts=0,
+            via_index=0,
+            first_fail_at=None,
+            finished_at=None,
         )
 
     def prune(self, before: dt.datetime) -> int:

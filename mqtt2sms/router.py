@@ -148,8 +148,15 @@ class _Builder:
         extra: dict[str, object] | None = None,
     ) -> None:
         self.events.append(
-            Event(id=self._next_id(), state=state, at=self.now, rule=rule.name, to=to,
-                  error=error, extra=extra or {})
+            Event(
+                id=self._next_id(),
+                state=state,
+                at=self.now,
+                rule=rule.name,
+                to=to,
+                error=error,
+                extra=extra or {},
+            )
         )
 
     def _render(self, rule: cfg.Rule, what: str, src: str, v: Variables) -> str | None:
@@ -163,7 +170,9 @@ class _Builder:
         msg = self.message
         if msg.retained and not rule.retained:
             return
-        v = variables(self.text, self.parsed, msg.topic, msg.retained, rule.name, self.now.astimezone(self.tz))
+        v = variables(
+            self.text, self.parsed, msg.topic, msg.retained, rule.name, self.now.astimezone(self.tz)
+        )
         fallback = False
         if rule.when:
             try:
@@ -208,52 +217,96 @@ class _Builder:
         if rule.options.subject:
             subject = self._render(rule, "subject", rule.options.subject, v) or None
 
-        cd = throttle.check_cooldown(self.state, rule.name, key, rule.options.cooldown, priority, self.now)
+        cd = throttle.check_cooldown(
+            self.state, rule.name, key, rule.options.cooldown, priority, self.now
+        )
         if not cd.allowed:
             self.state = throttle.note_suppressed(self.state, rule.name, key)
             until = cd.until.isoformat() if cd.until else None
-            self._event("suppressed", rule, to=",".join(names) or None,
-                        error=f"cooldown of {rule.name} for {key} until {until}",
-                        extra={"key": key, "until": until})
+            self._event(
+                "suppressed",
+                rule,
+                to=",".join(names) or None,
+                error=f"cooldown of {rule.name} for {key} until {until}",
+                extra={"key": key, "until": until},
+            )
             return
         suffix = f" (+{cd.more} more)" if cd.more > 0 else ""
         o = rule.options
-        parts = sms.format_sms(body, max_length=o.max_length, long=o.long, max_parts=o.max_parts,
-                               charset=o.charset, suffix=suffix)
+        parts = sms.format_sms(
+            body,
+            max_length=o.max_length,
+            long=o.long,
+            max_parts=o.max_parts,
+            charset=o.charset,
+            suffix=suffix,
+        )
         contacts, _unknown = cfg.resolve_recipients(self.config, names)
         any_accepted = False
         for contact in contacts:
             via = cfg.contact_via(self.config, contact, o, rule.via_set)
             addresses = _addresses(contact, via)
             if not addresses:
-                self._event("rejected", rule, to=contact.name,
-                            error=f"contact {contact.name} has no address for {', '.join(via)}")
+                self._event(
+                    "rejected",
+                    rule,
+                    to=contact.name,
+                    error=f"contact {contact.name} has no address for {', '.join(via)}",
+                )
                 continue
-            d = throttle.check_recipient(self.state, contact.name, len(parts), priority,
-                                         self.config.limits, self.now, self.tz)
+            d = throttle.check_recipient(
+                self.state,
+                contact.name,
+                len(parts),
+                priority,
+                self.config.limits,
+                self.now,
+                self.tz,
+            )
             if d.action == "suppress":
-                self._event("suppressed", rule, to=contact.name, error=d.reason,
-                            extra={"key": key})
+                self._event("suppressed", rule, to=contact.name, error=d.reason, extra={"key": key})
                 continue
             any_accepted = True
-            window = self.config.limits.per_recipient.per if self.config.limits.per_recipient else None
+            window = (
+                self.config.limits.per_recipient.per if self.config.limits.per_recipient else None
+            )
             not_before = None
             if d.action == "defer":
                 not_before = d.until
                 self.state = throttle.note_deferred(self.state, len(parts), self.now, self.tz)
             else:
-                self.state = throttle.note_accepted(self.state, contact.name, len(parts), self.now,
-                                                    self.tz, window)
+                self.state = throttle.note_accepted(
+                    self.state, contact.name, len(parts), self.now, self.tz, window
+                )
             for part in parts:
-                t = Text(id=self._next_id(), alert_id=self.alert_id, rule=rule.name, key=key,
-                         recipient=contact.name, via=via, addresses=addresses, body=part,
-                         created_at=self.now, subject=subject, priority=priority,
-                         not_before=not_before)
+                t = Text(
+                    id=self._next_id(),
+                    alert_id=self.alert_id,
+                    rule=rule.name,
+                    key=key,
+                    recipient=contact.name,
+                    via=via,
+                    addresses=addresses,
+                    body=part,
+                    created_at=self.now,
+                    subject=subject,
+                    priority=priority,
+                    not_before=not_before,
+                )
                 self.texts.append(t)
                 if not_before is not None:
-                    self.events.append(Event(id=t.id, state="deferred", at=self.now, rule=rule.name,
-                                             to=contact.name, via=via[0], error=d.reason,
-                                             extra={"next_try": not_before.isoformat()}))
+                    self.events.append(
+                        Event(
+                            id=t.id,
+                            state="deferred",
+                            at=self.now,
+                            rule=rule.name,
+                            to=contact.name,
+                            via=via[0],
+                            error=d.reason,
+                            extra={"next_try": not_before.isoformat()},
+                        )
+                    )
         if any_accepted:
             self.state = throttle.note_sent(self.state, rule.name, key, self.now)
 
@@ -274,11 +327,19 @@ class _Builder:
             if name in known:
                 names.append(name)
             elif _RAW_ADDRESS.search(name.strip()):
-                self._event("rejected", rule, to=None,
-                            error="a raw number or address is never accepted in 'to'; name a contact")
+                self._event(
+                    "rejected",
+                    rule,
+                    to=None,
+                    error="a raw number or address is never accepted in 'to'; name a contact",
+                )
             else:
-                self._event("rejected", rule, to=None,
-                            error=f"unknown recipient {name[:40]!r} in payload 'to'")
+                self._event(
+                    "rejected",
+                    rule,
+                    to=None,
+                    error=f"unknown recipient {name[:40]!r} in payload 'to'",
+                )
         return names or None
 
 
@@ -291,4 +352,3 @@ def _addresses(contact: cfg.Contact, via: tuple[str, ...]) -> dict[str, str]:
         elif contact.e164:
             out[name] = contact.e164
     return out
-

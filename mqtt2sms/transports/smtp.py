@@ -136,6 +136,8 @@ class SmtpTransport:
     name = "smtp"
 
     def __init__(self, config: SmtpConfig, *, clock: Callable[[], datetime] | None = None) -> None:
+        if config.security not in ("starttls", "ssl", "none"):
+            raise ValueError(f"smtp.security: {config.security!r}")  # config.py checks it first
         self._config = config
         self._clock = clock or _local_now
         self._where = f"{config.host}:{config.port}"
@@ -171,7 +173,7 @@ class SmtpTransport:
                 raise self._mapped(exc) from exc
             _quit(conn)
         cfg = self._config
-        login = f"logged in as {cfg.username}" if cfg.username is not None else "no login"
+        login = f"logged in as {cfg.username}" if cfg.username else "no login"
         return f"{self._where} {cfg.security}, {login}"
 
     # -- the shell ---------------------------------------------------------------------
@@ -231,7 +233,7 @@ class SmtpTransport:
                 conn.starttls(context=context)
                 self._step = "EHLO"
                 conn.ehlo_or_helo_if_needed()
-            if cfg.username is not None:
+            if cfg.username:
                 self._step = "AUTH"
                 conn.login(cfg.username, cfg.password or "")
         except BaseException:

@@ -110,6 +110,13 @@ def test_untrusted_certificate_is_refused(make_sink: MakeSink) -> None:
     assert sink.mails == []
 
 
+def test_implicit_tls_untrusted_certificate(make_sink: MakeSink) -> None:
+    sink = make_sink("ssl")
+    with pytest.raises(TemporaryDeliveryError, match="certificate") as info:
+        SmtpTransport(config(sink.port, security="ssl")).send(text())
+    assert info.value.scope == "transport"
+
+
 def test_starttls_required_never_plaintext(sink: Sink) -> None:
     t = SmtpTransport(config(sink.port, security="starttls", username=USER, password=PASSWORD))
     with pytest.raises(TemporaryDeliveryError, match="STARTTLS") as info:

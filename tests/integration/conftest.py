@@ -146,8 +146,9 @@ class SinkHandler:
                     return code
         return None
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: Any) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
+    ) -> str:
         if address in self.reject_rcpt:
             return "550 5.1.1 no such user"
         code = self._take("RCPT")
@@ -161,8 +162,13 @@ class SinkHandler:
         if code:
             return code
         with self.lock:
-            self.mails.append(Mail(envelope.mail_from, list(envelope.rcpt_tos),
-                                   bytes(envelope.original_content or envelope.content)))
+            self.mails.append(
+                Mail(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    bytes(envelope.original_content or envelope.content),
+                )
+            )
         return "250 2.0.0 queued"
 
     def bodies(self) -> list[str]:
@@ -211,7 +217,9 @@ class Watcher:
         self.retained: dict[str, str] = {}
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"watcher-{port}-{id(self)}")
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"watcher-{port}-{id(self)}"
+        )
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(f"{base}/#", qos=1)

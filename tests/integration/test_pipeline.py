@@ -29,8 +29,9 @@ rules:
 """
 
 
-def test_alert_becomes_mail_to_the_gateway(mosquitto: Mosquitto, sink: Sink,
-                                           daemon_factory: Any) -> None:
+def test_alert_becomes_mail_to_the_gateway(
+    mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
+) -> None:
     d = daemon_factory(base_config(mosquitto.port, sink.port))
     w = Watcher(mosquitto.port)
     d.start()
@@ -52,21 +53,30 @@ def test_alert_becomes_mail_to_the_gateway(mosquitto: Mosquitto, sink: Sink,
     assert ev["attempts"] == 1 and ev["latency_ms"] >= 0
     assert "+" in ev["at"][19:] or ev["at"].endswith("Z") or "-" in ev["at"][19:]
     stats = wait_for(lambda: w.retained.get("mqtt2sms/stats"), 5, "stats")
-    assert set(json.loads(stats)) >= {"queued", "sent_today", "suppressed_today", "failed_today",
-                                      "last_sent_at", "last_error"}
+    assert set(json.loads(stats)) >= {
+        "queued",
+        "sent_today",
+        "suppressed_today",
+        "failed_today",
+        "last_sent_at",
+        "last_error",
+    }
     assert d.stop() == 0
     wait_for(lambda: w.status() == "offline", 5, "status offline")
     w.close()
 
 
-def test_json_payload_rules_and_bad_input(mosquitto: Mosquitto, sink: Sink,
-                                          daemon_factory: Any) -> None:
+def test_json_payload_rules_and_bad_input(
+    mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
+) -> None:
     d = daemon_factory(base_config(mosquitto.port, sink.port, LEAK_RULE))
     w = Watcher(mosquitto.port)
     d.start()
     wait_online(w)
-    w.publish("home/alerts/sms", json.dumps({"message": "Smoke in the hall", "to": "family",
-                                             "priority": "high"}))
+    w.publish(
+        "home/alerts/sms",
+        json.dumps({"message": "Smoke in the hall", "to": "family", "priority": "high"}),
+    )
     w.publish("zigbee2mqtt/basement", json.dumps({"water_leak": False, "battery": 90}))
     w.publish("zigbee2mqtt/kitchen", json.dumps({"water_leak": True, "battery": 90}))
     w.publish("home/alerts/sms", json.dumps({"message": "x", "to": "+15551112222"}))
@@ -81,8 +91,9 @@ def test_json_payload_rules_and_bad_input(mosquitto: Mosquitto, sink: Sink,
     assert bodies.count("Smoke in the hall") == 2
     assert bodies.count("Water leak: kitchen") == 2
     assert not any("basement" in b for b in bodies)
-    rejected = wait_for(lambda: len(w.states("rejected")) >= 2 and w.states("rejected"), 5,
-                        "rejected events")
+    rejected = wait_for(
+        lambda: len(w.states("rejected")) >= 2 and w.states("rejected"), 5, "rejected events"
+    )
     errors = " ".join(e["error"] for e in rejected)
     assert "raw number" in errors and "64 KiB" in errors
     rcpts = sorted(r for m in sink.mails for r in m.rcpts)
@@ -92,8 +103,9 @@ def test_json_payload_rules_and_bad_input(mosquitto: Mosquitto, sink: Sink,
     w.close()
 
 
-def test_retained_messages_are_ignored(mosquitto: Mosquitto, sink: Sink,
-                                       daemon_factory: Any) -> None:
+def test_retained_messages_are_ignored(
+    mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
+) -> None:
     w = Watcher(mosquitto.port)
     w.publish("home/alerts/sms", "old retained alert", retain=True)
     d = daemon_factory(base_config(mosquitto.port, sink.port))
@@ -107,8 +119,9 @@ def test_retained_messages_are_ignored(mosquitto: Mosquitto, sink: Sink,
     w.close()
 
 
-def test_published_while_stopped_is_sent_after_start(mosquitto: Mosquitto, sink: Sink,
-                                                    daemon_factory: Any) -> None:
+def test_published_while_stopped_is_sent_after_start(
+    mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
+) -> None:
     d = daemon_factory(base_config(mosquitto.port, sink.port))
     w = Watcher(mosquitto.port)
     d.start()
@@ -123,8 +136,9 @@ def test_published_while_stopped_is_sent_after_start(mosquitto: Mosquitto, sink:
     w.close()
 
 
-def test_sigkill_before_the_send_is_redelivered(mosquitto: Mosquitto, sink: Sink,
-                                                daemon_factory: Any) -> None:
+def test_sigkill_before_the_send_is_redelivered(
+    mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
+) -> None:
     """The broker delivered, the daemon died mid-send: the text arrives after a restart."""
     d = daemon_factory(base_config(mosquitto.port, sink.port))
     w = Watcher(mosquitto.port)
@@ -163,8 +177,11 @@ def test_embedded_broker_dry_run_maildir(tmp_path: Path, daemon_factory: Any) ->
     wait_online(w)
     w.publish("home/alerts/sms", "Garage door open")
     box = d.state / "maildir"
-    wait_for(lambda: box.exists() and len(mailbox.Maildir(str(box), create=False)) > 0, 10,
-             "a mail in the maildir")
+    wait_for(
+        lambda: box.exists() and len(mailbox.Maildir(str(box), create=False)) > 0,
+        10,
+        "a mail in the maildir",
+    )
     msgs = list(mailbox.Maildir(str(box), create=False))
     assert msgs[0]["To"] == "5551234567@tmomail.net"
     assert msgs[0].get_payload(decode=True).decode().strip() == "Garage door open"

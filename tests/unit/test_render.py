@@ -21,7 +21,9 @@ from mqtt2sms.render import (
 NOW = datetime(2024, 5, 17, 21, 5, 9)
 
 
-def make(payload: bytes | str, topic: str = "zigbee2mqtt/bath/leak", rule: str = "leak") -> Variables:
+def make(
+    payload: bytes | str, topic: str = "zigbee2mqtt/bath/leak", rule: str = "leak"
+) -> Variables:
     raw = payload.encode() if isinstance(payload, str) else payload
     text, parsed = decode_payload(raw)
     return variables(text, parsed, topic, False, rule, NOW)
@@ -125,7 +127,7 @@ def test_render(t: Templates, src: str, v: Variables, expected: str) -> None:
     ],
 )
 def test_render_errors(t: Templates, src: str, v: Variables, reason: str) -> None:
-    with pytest.raises(TemplateError, match="") as info:
+    with pytest.raises(TemplateError) as info:
         t.render(src, v)
     assert reason in str(info.value)
 
@@ -154,10 +156,9 @@ def test_render_never_raises_anything_else(src: str) -> None:
     assert isinstance(out, str)
 
 
-@given(st.text(max_size=200))
+@given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=200))
 def test_payload_text_is_data_not_template(payload: str) -> None:
-    v = make(payload)
-    assert Templates().render("{{ value }}", v) == payload.rstrip("\n") or payload.endswith("\n")
+    assert Templates().render("{{ value }}", make(payload)) == payload
 
 
 # --------------------------------------------------------------------------- when
