@@ -243,9 +243,7 @@ _VAR = re.compile(r"\$\{([^}]*)\}")
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd])")
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_EMAIL = re.compile(
-    r"[^@\s,;:<>()\[\]\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,}"
-)
+_EMAIL = re.compile(r"[^@\s,;:<>()\[\]\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 _TOP_KEYS = (
     "mqtt",
@@ -917,6 +915,9 @@ class _Parser:
         if not expr:
             self.error(node, ypath, "an empty expression")
             return None
+        if "{{" in expr or "{%" in expr or "}}" in expr:
+            # Not one expression ("{{ a }} and {{ b }}"): the renderer renders it as a template.
+            return self.template(node, ypath)
         try:
             self.jinja.compile_expression(expr)
         except jinja2.TemplateError as exc:
@@ -980,12 +981,6 @@ def _mqtt(p: _Parser, node: _Node | None) -> MqttConfig:
         tls=s.opt("tls", lambda n, y: _tls(p, n, y)),
         base_topic=s.get("base_topic", p.topic_name, d.base_topic),
     )
-    if mqtt.password is not None and mqtt.username is None:
-        p.error(
-            s.key_node("password") or s.key_node("password_file"),
-            s.path("password"),
-            "a password needs a username",
-        )
     return mqtt
 
 
@@ -1013,14 +1008,14 @@ def _smtp(p: _Parser, node: _Node) -> SmtpConfig:
     return smtp
 
 
-def _twilio(p: _Parser, node: _Node) -> TwilioConfig:
+def _twilio(p: _Parser, node: _Node, country_code: str) -> TwilioConfig:
     keys = [f.name for f in fields(TwilioConfig) if f.name != "from_number"] + ["from"]
     s = _Section(p, node, "twilio", _secret_keys(*keys))
     d = TwilioConfig(account_sid="")
     twilio = TwilioConfig(
         account_sid=s.require("account_sid", p.nonempty) or "",
         auth_token=s.secret("auth_token"),
-        from_number=s.opt("from", p.nonempty),
+        from_number=s.opt("from", lambda n, y: _sender(p, n, y, country_code)),
         messaging_service_sid=s.opt("messaging_service_sid", p.nonempty),
         api_base=s.get("api_base", p.url, d.api_base),
         poll=s.get("poll", p.duration(positive=True), d.poll),
@@ -1033,6 +1028,18 @@ def _twilio(p: _Parser, node: _Node) -> TwilioConfig:
     if not s.has("auth_token") and not s.has("auth_token_file"):
         p.warn(node, "twilio.auth_token", "not set: Twilio will refuse every request")
     return twilio
+
+
+def _sender(p: _Parser, node: _Node, ypath: str, country_code: str) -> str | None:
+    """A phone number in E.164, or an alphanumeric sender id as written."""
+    text = p.nonempty(node, ypath)
+    if text is None or re.search(r"[A-Za-z]", text):
+        return text
+    try:
+        return carriers.normalize_number(text, country_code)
+    except ValueError as exc:
+        p.error(node, ypath, str(exc))
+        return None
 
 
 def _modem(p: _Parser, node: _Node) -> ModemConfig:
@@ -1471,15 +1478,19 @@ def parse_config(
         raise ConfigError(p.sorted_errors())
     node = top.value_node
 
-    mqtt = _mqtt(p, node("mqtt"))
-    smtp = _smtp(p, top.items["smtp"][1]) if top.has("smtp") else None
-    twilio = _twilio(p, top.items["twilio"][1]) if top.has("twilio") else None
-    modem = _modem(p, top.items["modem"][1]) if top.has("modem") else None
-    android = _android(p, top.items["android"][1]) if top.has("android") else None
     p.transports |= {name for name in TRANSPORTS if top.has(name)}
     for name in TRANSPORTS:
         if name in top.items and not top.has(name):
             p.no_section[name] = f"`{name}:` is empty (write `{name}: {{}}` for its defaults)"
+    dsec = _Section(p, node("defaults"), "defaults", _OPTION_KEYS)
+    defaults, _given = _options(p, dsec, RuleOptions())
+
+    mqtt = _mqtt(p, node("mqtt"))
+    smtp = _smtp(p, top.items["smtp"][1]) if top.has("smtp") else None
+    cc = defaults.country_code
+    twilio = _twilio(p, top.items["twilio"][1], cc) if top.has("twilio") else None
+    modem = _modem(p, top.items["modem"][1]) if top.has("modem") else None
+    android = _android(p, top.items["android"][1]) if top.has("android") else None
 
     state_dir = top.opt("state_dir", p.path_value) if top.has("state_dir") else None
     if state_dir is None and not top.has("state_dir"):
@@ -1489,8 +1500,6 @@ def parse_config(
                 root, "state_dir", "not set, and none of STATE_DIRECTORY, XDG_STATE_HOME, HOME is"
             )
 
-    dsec = _Section(p, node("defaults"), "defaults", _OPTION_KEYS)
-    defaults, _given = _options(p, dsec, RuleOptions())
     contacts = _contacts(p, node("contacts"), defaults.country_code)
     p.known_names = set(contacts)
     groups = _groups(p, node("groups"), contacts)

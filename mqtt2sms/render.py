@@ -201,8 +201,7 @@ def _describe(exc: Exception) -> str:
 
 
 def _truthy(result: object) -> bool:
-    if isinstance(result, jinja2.Undefined):
-        return False
+    """Truth of a ``when`` result; a ``StrictUndefined`` raises its error (undefined or unsafe)."""
     if isinstance(result, str):
         return result.strip().lower() not in _FALSE_STRINGS
     return bool(result)

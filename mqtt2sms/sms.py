@@ -326,9 +326,9 @@ def format_sms(
       A non-empty tuple of parts, each within its limit (see the module docstring for the
       limit of a split part). One part has no prefix; several have ``(i/n) `` prefixes and the
       suffix ends the last one (if the text exactly fills the earlier parts, the last part is
-      the prefix and the suffix without its leading whitespace). When the text is empty after cleaning, the result is the suffix
-      alone, stripped, as one part; ``("",)`` when that is empty too (the caller decides what an
-      empty message means).
+      the prefix and the suffix without its leading whitespace). When the text is empty after
+      cleaning, the result is the suffix alone, stripped, as one part; ``("",)`` when that is
+      empty too (the caller decides what an empty message means).
     Raises:
       ``ValueError`` for an unknown ``long`` or ``charset`` or a ``max_length`` or
       ``max_parts`` below 1 (the config check refuses those before).

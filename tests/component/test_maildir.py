@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from email import message_from_binary_file, policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,8 @@ def test_mail_appears_in_new(tmp_path: Path) -> None:
     assert msg["To"] == "5551234567@tmomail.net"
     assert msg["From"] == "mqtt2sms@localhost"
     assert msg["Subject"] == "Alarm"
-    assert msg.get_content() == "Door open\n"  # type: ignore[attr-defined]
+    assert isinstance(msg, EmailMessage)
+    assert msg.get_content() == "Door open\n"
     assert t.probe() == f"dry run: maildir {box}"
     t.close()
 

@@ -158,8 +158,8 @@ def test_several_errors_reported_together() -> None:
     assert problems(text) == [
         "config.yaml:2: mqtt.port: 70000 is out of range: must be from 1 to 65535",
         'config.yaml:3: mqtt.protocol: \'4\' is not a protocol: "3.1.1" or "5"',
-        "config.yaml:6: smtp.security: 'tls' is not one of starttls | ssl | none",
         "config.yaml:4: smtp.from: required",
+        "config.yaml:6: smtp.security: 'tls' is not one of starttls | ssl | none",
         "config.yaml:8: defaults.long: 'wrap' is not one of truncate | split",
         "config.yaml:9: defaults.max_parts: 0 is out of range: must be at least 1",
         "config.yaml:10: defaults.cooldown: bad duration -5: must be 0 or more",
@@ -546,11 +546,14 @@ def test_via_must_be_configured_except_smtp() -> None:
       alex: {number: "5551234567", via: [twilio]}
     defaults:
       via: [smtp, android, pigeon]
+    android:
     """
     assert problems(text) == [
-        "config.yaml:4: defaults.via: 'android' is not configured: there is no `android:` section",
+        "config.yaml:2: contacts.alex.via: 'twilio' is not configured: "
+        "there is no `twilio:` section",
+        "config.yaml:4: defaults.via: 'android' is not configured: "
+        "`android:` is empty (write `android: {}` for its defaults)",
         "config.yaml:4: defaults.via: unknown transport 'pigeon' (smtp, twilio, modem or android)",
-        "config.yaml:2: contacts.alex.via: 'twilio' is not configured: there is no `twilio:` section",
     ]
 
 
@@ -650,15 +653,16 @@ def test_rule_errors() -> None:
     )
     errs = problems(text)
     assert errs[0] == (
-        "config.yaml:11: rules[0].topic: 'a/#/b': '#' must be the last level, alone in it (such as a/b/#)"
+        "config.yaml:11: rules[0].topic: 'a/#/b': "
+        "'#' must be the last level, alone in it (such as a/b/#)"
     )
     assert errs[1] == "config.yaml:12: rules[1].name: duplicate rule name 'a' (also rules[0])"
     assert errs[2] == (
         "config.yaml:13: rules[1].topic: 'x/y+': '+' must be alone in its level (such as a/+/c)"
     )
-    assert errs[3] == "config.yaml:16: rules[1].escalate: unknown escalation policy 'fier'"
-    assert errs[4].startswith("config.yaml:14: rules[1].when: expression error: ")
-    assert errs[5].startswith("config.yaml:15: rules[1].message: template error: ")
+    assert errs[3].startswith("config.yaml:14: rules[1].when: expression error: ")
+    assert errs[4].startswith("config.yaml:15: rules[1].message: template error: ")
+    assert errs[5] == "config.yaml:16: rules[1].escalate: unknown escalation policy 'fier'"
     assert errs[6] == "config.yaml:17: rules[2].name: required"
     assert len(errs) == 7
 
@@ -844,3 +848,71 @@ def test_load_config(tmp_path: Path) -> None:
     assert info.value.problems == (
         f"{path}:1: mqtt.port: 0 is out of range: must be from 1 to 65535",
     )
+
+
+# --------------------------------------------------------------------------- smaller rules
+
+
+def test_when_forms() -> None:
+    text = BASE + textwrap.dedent(
+        """\
+        defaults: {to: family}
+        rules:
+          - {name: a, topic: a, when: "{{ value_json.x }}"}
+          - {name: b, topic: b, when: "value == 'on'"}
+          - {name: c, topic: c, when: "{{ a }} and {{ b }}"}
+        """
+    )
+    assert [r.when for r in load(text).config.rules[:3]] == [
+        "value_json.x",
+        "value == 'on'",
+        "{{ a }} and {{ b }}",
+    ]
+
+
+def test_twilio_from_is_e164() -> None:
+    text = "twilio: {account_sid: AC1, auth_token: t, from: '(555) 000-1111'}\n"
+    twilio = load(text).config.twilio
+    assert twilio is not None and twilio.from_number == "+15550001111"
+
+
+def test_local_email_addresses_are_fine() -> None:
+    text = "smtp: {host: 127.0.0.1, from: pi@localhost}\ncontacts: {t: {email: sink@localhost}}\n"
+    config = load(text).config
+    assert config.contacts["t"].gateway_address == "sink@localhost"
+
+
+def test_empty_contact_is_an_error() -> None:
+    assert problems("contacts:\n  alex:\n") == [
+        "config.yaml:2: contacts.alex: needs a number (with a carrier for smtp) or an email"
+    ]
+
+
+def test_yaml_merge_keys() -> None:
+    text = """\
+    x-common: &common
+      number: "5551234567"
+      carrier: tmobile
+    contacts:
+      alex:
+        <<: *common
+      sam:
+        <<: *common
+        number: "5557654321"
+    """
+    # an unknown top-level key is still an error, anchors or not
+    assert problems(text) == ["config.yaml:1: x-common: unknown key 'x-common'"]
+    text = text.replace("x-common: &common", "defaults: {}\ncontacts0: &common").replace(
+        "contacts0", "groups"
+    )
+    text = """\
+    contacts:
+      alex: &common
+        number: "5551234567"
+        carrier: tmobile
+      sam:
+        <<: *common
+        number: "5557654321"
+    """
+    contacts = load(text).config.contacts
+    assert contacts["sam"].gateway_address == "5557654321@tmomail.net"
