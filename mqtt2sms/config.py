@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import math
+import os.path
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -1655,8 +1656,6 @@ def load_config(cli_path: str | None, env: Mapping[str, str]) -> Loaded:
 
     Raises ConfigError: a missing or unreadable file (one line), or every problem in it.
     """
-    import os.path
-
     path = find_config_path(cli_path, env, os.path.isfile)
     try:
         with open(path, encoding="utf-8") as f:
