@@ -118,6 +118,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+def _per(seconds: float) -> str:
+    d = _duration(seconds)
+    return d[1:] if d in ("1s", "1m", "1h", "1d") else d
+
+
 def _recipient_lines(config: cfg.Config, rule: cfg.Rule) -> list[str]:
     names = list(rule.options.to)
     if rule.escalate and rule.escalate in config.escalations:
@@ -155,7 +160,7 @@ def cmd_check(config: cfg.Config, probe: bool) -> int:
     print(f"state: {config.state_dir}")
     lim = config.limits
     rate = (
-        f"{lim.per_recipient.count}/{_duration(lim.per_recipient.per)}"
+        f"{lim.per_recipient.count}/{_per(lim.per_recipient.per)}"
         if lim.per_recipient
         else "none"
     )

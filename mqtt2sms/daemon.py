@@ -156,13 +156,12 @@ class Sender:
         self.stopping = threading.Event()
         self.heartbeat = time.monotonic()
         self.rand = random.Random()
-        self.history: list[tuple[Text, dict[str, object]]] = []
         self.seen: OrderedDict[int, str] = OrderedDict()
         self.throttle = throttle.from_json(outbox.get_kv("throttle") or "")
         self.stats = Stats.from_json(outbox.get_kv("stats"))
         self.epoch = int(outbox.get_kv("epoch") or "0") + 1
         outbox.set_kv({"epoch": str(self.epoch)})
-        for mid, digest in outbox.digests(self.epoch - 1).items():
+        for mid, digest in reversed(outbox.digests(self.epoch - 3).items()):
             self.seen[mid] = digest
         self._next_due: float | None = None
         self._blocked_until: float | None = None
@@ -221,7 +220,7 @@ class Sender:
                 self.handle(item)
             elif isinstance(item, Reload):
                 self._apply_reload(item.loaded)
-            if self.inbox.empty() or len(self.history) >= 200:
+            if self.inbox.empty():
                 self._housekeeping()
 
     def _wait_time(self) -> float:
@@ -241,7 +240,11 @@ class Sender:
         self._flush()
         dv = self.outbox.data_version()
         if dv != self._data_version:
+            # `queue retry` or `queue drop` ran: a user asking for a try now also gets one
+            # through a transport that is backing off.
             self._data_version = dv
+            for st in self.tstate.values():
+                st.down_until = 0.0
             self._refresh_due()
         mono = time.monotonic()
         for name, st in self.tstate.items():
@@ -292,6 +295,7 @@ class Sender:
         for ev in routed.events:
             self.emit(ev)
         commit: list[tuple[Text, dict[str, object]]] = []
+        done: list[tuple[Text, dict[str, object]]] = []
         tag = {"mid": msg.mid if msg.qos > 0 else None, "digest": msg.digest, "epoch": self.epoch}
         for text in routed.texts:
             if text.not_before is not None and text.not_before > now:
@@ -302,7 +306,9 @@ class Sender:
             if out.state == "queued":
                 commit.append((text, fields))
             else:
-                self.history.append((text, {**fields, "state": out.state}))
+                done.append((text, {**fields, "state": out.state}))
+        if done:
+            self.outbox.record(done)
         if commit:
             self.outbox.enqueue(commit)
             self._refresh_due()
@@ -611,10 +617,6 @@ class Sender:
         self._stats_dirty = False
 
     def _flush(self) -> None:
-        if self.history:
-            self.outbox.record(self.history)
-            self.history = []
-            self._dirty = True
         if self._dirty:
             self.outbox.set_kv(
                 {

@@ -91,6 +91,7 @@ class MqttLink:
         self._lock = threading.Lock()
         self._pending_sub: int | None = None
         self.connected = False
+        self._stopping = False
         self.status_topic = f"{cfg.base_topic}/status"
         c = make_client(cfg, cfg.client_id, clean=False, manual_ack=True)
         c.will_set(self.status_topic, "offline", qos=1, retain=True)
@@ -142,7 +143,7 @@ class MqttLink:
     def _disconnected(self, _c: paho.Client, _u: object, _f: Any, rc: Any, _p: Any) -> None:
         was = self.connected
         self.connected = False
-        if was:
+        if was and not self._stopping:
             log.warning(
                 "disconnected from %s:%d (%s); reconnecting", self.cfg.host, self.cfg.port, rc
             )
@@ -177,6 +178,7 @@ class MqttLink:
 
     def stop(self, timeout: float = 3.0) -> None:
         """Publish `offline` ourselves (a clean disconnect sends no will), then disconnect."""
+        self._stopping = True
         if self.connected:
             info = self.client.publish(self.status_topic, "offline", qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):

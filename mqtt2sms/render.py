@@ -28,7 +28,7 @@ guards against mistakes rather than a determined author: nested loops or a filte
 from __future__ import annotations
 
 import enum
-import json
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,7 +47,6 @@ __all__ = [
     "NOT_JSON",
     "Templates",
     "Variables",
-    "decode_payload",
     "variables",
 ]
 
@@ -128,21 +127,6 @@ def variables(
     )
 
 
-def decode_payload(payload: bytes) -> tuple[str, object]:
-    """Read an MQTT payload the way templates see it.
-
-    In: the raw payload. Out: ``(text, parsed)``: the UTF-8 text (invalid bytes replaced) and
-    the parsed JSON (any JSON value, ``"21.5"`` gives ``21.5`` as in Home Assistant), or
-    ``NOT_JSON``. Raises nothing (the 64 KiB limit is the caller's).
-    """
-    text = payload.decode("utf-8", errors="replace")
-    try:
-        parsed: object = json.loads(text)
-    except (ValueError, RecursionError):
-        parsed = NOT_JSON
-    return text, parsed
-
-
 class _Environment(ImmutableSandboxedEnvironment):
     """The sandbox, plus size checks on the operators that can blow memory up in one step."""
 
@@ -210,8 +194,9 @@ def _truthy(result: object) -> bool:
 class Templates:
     """Compiled templates and expressions for one config, with one sandboxed environment.
 
-    Not shared between configs: a reload builds a new one. Safe to use from one thread at a
-    time per call (the cache only ever grows with the same compiled values).
+    Not shared between configs: a reload builds a new one. The caches are plain dicts that only
+    grow (sources come from the config): used from two threads, a source is at worst compiled
+    twice.
     """
 
     def __init__(self) -> None:
@@ -241,22 +226,18 @@ class Templates:
         if compiled is not None:
             return compiled
         match = _SINGLE_EXPRESSION_RE.match(src)
-        inner = match.group("expr") if match else src
-        if match is None and ("{{" in src or "{%" in src):
-            template = self._template(src)
-            compiled = lambda ctx: self._stream(template, ctx)  # noqa: E731
-        elif "{{" in inner or "{%" in inner or "}}" in inner:
-            # "{{ a }} and {{ b }}" only looks like a single expression: render it.
-            template = self._template(src)
-            compiled = lambda ctx: self._stream(template, ctx)  # noqa: E731
+        expression = match.group("expr") if match else src
+        if "{{" in expression or "{%" in expression or (match and "}}" in expression):
+            # A template with {% %}, or "{{ a }} and {{ b }}", which only looks like one
+            # expression: render it and judge the text.
+            compiled = functools.partial(self._stream, self._template(src))
+        elif not expression.strip():
+            raise TemplateError("empty expression")
         else:
-            if not inner.strip():
-                raise TemplateError("empty expression")
             try:
-                expression = self._env.compile_expression(inner, undefined_to_none=False)
+                compiled = self._env.compile_expression(expression, undefined_to_none=False)
             except Exception as exc:
                 raise TemplateError(_describe(exc)) from exc
-            compiled = expression
         self._conditions[src] = compiled
         return compiled
 

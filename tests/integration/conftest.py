@@ -22,6 +22,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from paho.mqtt.enums import CallbackAPIVersion
 
 pytestmark = pytest.mark.integration
@@ -177,13 +178,26 @@ class SinkHandler:
 
 
 class Sink:
-    def __init__(self) -> None:
+    def __init__(self, users: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.handler = SinkHandler()
         self.controller: Controller | None = None
+        self.users = users
+
+    def _auth(self, server: Any, session: Any, envelope: Any, mechanism: str,
+              data: Any) -> AuthResult:
+        ok = (
+            self.users is not None
+            and isinstance(data, LoginPassword)
+            and self.users.get(data.login.decode()) == data.password.decode()
+        )
+        return AuthResult(success=ok, handled=False)
 
     def start(self) -> None:
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        kw: dict[str, Any] = {}
+        if self.users is not None:
+            kw = {"authenticator": self._auth, "auth_required": True, "auth_require_tls": False}
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **kw)
         self.controller.start()
 
     def stop(self) -> None:
@@ -324,12 +338,10 @@ def base_config(broker_port: int, smtp_port: int | None, extra: str = "") -> str
           sam: {{email: "5557654321@vtext.com"}}
         groups:
           family: [alex, sam]
-        limits:
-          per_recipient: 0
-          daily_cap: 0
-          retry: {{first: 0.2s, max: 1s}}
         """
     ]
+    if "limits:" not in extra:
+        parts.append("limits: {per_recipient: 0, daily_cap: 0, retry: {first: 0.2s, max: 1s}}\n")
     if smtp_port is not None:
         parts.append(
             f"""
