@@ -139,21 +139,13 @@ class Outbox:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=10000")
         self.db.executescript(_SCHEMA)
-        # History (texts already sent) is written through a second connection without fsync:
-        # it survives the process being killed (the OS has the WAL pages), which is what
-        # recognising a redelivery needs, and costs no fsync on the alert's path. Only a
-        # power cut can lose it, and then the worst case is one duplicate text.
-        self.hist = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
-        self.hist.execute("PRAGMA synchronous=NORMAL")
-        self.hist.execute("PRAGMA busy_timeout=10000")
 
     def close(self) -> None:
-        self.hist.close()
         self.db.close()
 
     @contextlib.contextmanager
-    def _tx(self, db: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
-        db = db or self.db
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
@@ -205,8 +197,20 @@ class Outbox:
             }
             d.update(extra)
             rows.append(d)
-        with self._tx(self.db if durable else self.hist) as db:
-            db.executemany(sql, rows)
+        if durable:
+            with self._tx() as db:
+                db.executemany(sql, rows)
+            return
+        # History (texts already sent) is committed without an fsync: it survives the process
+        # being killed (the OS has the WAL pages), which is what recognising a redelivery
+        # needs, and puts no fsync on an alert's path. Only a power cut can lose it, and then
+        # the worst case is one duplicate text.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self._tx() as db:
+                db.executemany(sql, rows)
+        finally:
+            self.db.execute("PRAGMA synchronous=FULL")
 
     def enqueue(self, items: Sequence[tuple[Text, dict[str, object]]]) -> None:
         """Commit texts that could not leave at once (durable before the MQTT ack)."""

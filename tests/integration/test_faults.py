@@ -215,8 +215,12 @@ def test_queue_retry_and_drop(mosquitto: Mosquitto, daemon_factory: Any) -> None
         dropped = wait_for(lambda: [e for e in w.states("failed") if e["id"] == ids[0]], 10,
                            "a failed event for the dropped text")
         assert "dropped" in dropped[0]["error"]
+        # the daemon noticed the drop and tried the other text once more, in vain
+        wait_for(lambda: [e for e in w.states("deferred") if e["id"] == ids[1]
+                          and e["attempts"] >= 1], 10, "a new try of the other text")
         sink.start()
-        assert _cli(d, "queue", "retry", ids[1]).returncode == 0
+        r = _cli(d, "queue", "retry", ids[1])
+        assert r.returncode == 0, r.stdout + r.stderr
         wait_for(lambda: sink.mails, 10, "the retried text within a second or two")
         assert [m.body for m in sink.mails] == ["alert 2"]
         assert _cli(d, "queue", "drop", "no-such-id").returncode == 1
