@@ -129,7 +129,27 @@ def machine() -> dict[str, str]:
         m2s_v = version("mqtt2sms")
     except Exception:
         paho_v = m2s_v = "?"
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "mqtt2sms"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        rev = (rev or "?") + (" + uncommitted changes in mqtt2sms/" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        rev = "?"
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
     return {
+        "rev": rev,
+        "load": load,
         "cpus": str(os.cpu_count()),
         "model": model,
         "python": sys.version.split()[0],
@@ -253,17 +273,18 @@ def _run_sink(port: int, out: str, mode_file: str) -> None:
     from aiosmtpd.controller import Controller
 
     f = open(out, "ab", buffering=0)  # noqa: SIM115 (kept open for the life of the process)
-    mode = {"value": "ok", "checked": 0.0}
+    mode = ["ok"]
+    checked = [0.0]
 
     def current_mode() -> str:
         now = time.monotonic()
-        if now - mode["checked"] > 0.05:  # type: ignore[operator]
-            mode["checked"] = now
+        if now - checked[0] > 0.05:
+            checked[0] = now
             try:
-                mode["value"] = Path(mode_file).read_text().strip() or "ok"
+                mode[0] = Path(mode_file).read_text().strip() or "ok"
             except OSError:
-                mode["value"] = "ok"
-        return str(mode["value"])
+                mode[0] = "ok"
+        return mode[0]
 
     class Handler:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:

@@ -34,12 +34,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     ROOT,
     Mosquitto,
     RetainedWatch,
     SinkProc,
     clear_retained,
+    cpu_seconds,
     idle_cpu_percent,
     machine,
     mqtt_client,
@@ -66,6 +67,7 @@ class Result:
     burst_n: int = 0
     burst_got: int = 0
     burst_s: float = float("nan")
+    burst_cpu_ms: float = float("nan")
     idle_cpu: float = float("nan")
     note: str = ""
 
@@ -122,7 +124,7 @@ class Bench:
         seqs = self._seqs(n)
         start = time.monotonic()
         for i, s in enumerate(seqs):
-            delay = start + i * 0.005 - time.monotonic()
+            delay = start + i * self.a.spacing / 1000 - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             self._publish(s)
@@ -132,13 +134,15 @@ class Bench:
         r.lat_n = len(got)
         r.lat_lost = n - len(got)
 
-    def burst(self, r: Result, m: int) -> None:
+    def burst(self, r: Result, m: int, pid: int) -> None:
         seqs = self._seqs(m)
+        c0 = cpu_seconds(pid)
         t0 = time.time()
         infos = [self._publish(s) for s in seqs]
         got = self._wait_all(seqs, max(60.0, m / 40))
         for i in infos[-1:]:
             i.wait_for_publish(5)
+        r.burst_cpu_ms = 1000.0 * (cpu_seconds(pid) - c0) / max(1, len(got))
         r.burst_n = m
         r.burst_got = len(got)
         if got:
@@ -150,7 +154,7 @@ class Bench:
         r.rss_start = rss_mb(pid)
         self.latency(r, self.a.alerts)
         if self.a.burst:
-            self.burst(r, self.a.burst)
+            self.burst(r, self.a.burst, pid)
         time.sleep(0.5)
         r.rss_after = rss_mb(pid)
         if self.a.idle:
@@ -384,7 +388,10 @@ def ensure_mqttwarn(venv: Path) -> Path:
 def mqttwarn_version(venv: Path) -> str:
     try:
         out = subprocess.run(
-            [str(venv / "bin" / "mqttwarn"), "--version"], capture_output=True, text=True, timeout=30
+            [str(venv / "bin" / "mqttwarn"), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         return out.stdout.strip().split()[-1]
     except (OSError, subprocess.SubprocessError, IndexError):
@@ -405,8 +412,8 @@ def _mark(ok: bool | None) -> str:
 def report(results: dict[str, Result], args: argparse.Namespace) -> tuple[str, str]:
     rows = [
         "| system | ready s | RSS start MB | RSS after MB | p50 ms | p99 ms | max ms"
-        " | alerts | burst/s | idle CPU % |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        " | alerts | burst/s | CPU ms/alert | idle CPU % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results.values():
         burst = (
@@ -419,7 +426,8 @@ def report(results: dict[str, Result], args: argparse.Namespace) -> tuple[str, s
             f" | {_f(r.lat.get('p50', float('nan')), 2)} | {_f(r.lat.get('p99', float('nan')), 2)}"
             f" | {_f(r.lat.get('max', float('nan')), 2)} | {r.lat_n}"
             + (f" ({r.lat_lost} missing)" if r.lat_lost else "")
-            + f" | {burst} | {_f(r.idle_cpu, 3) if r.idle_cpu == r.idle_cpu else '-'} |"
+            + f" | {burst} | {_f(r.burst_cpu_ms, 2) if r.burst_n else '-'}"
+            + f" | {_f(r.idle_cpu, 3) if r.idle_cpu == r.idle_cpu else '-'} |"
         )
     table = "\n".join(rows)
 
@@ -509,7 +517,8 @@ def write_section(doc: Path, name: str, body: str) -> None:
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     block = f"{begin}\n{body.strip()}\n{end}"
     if begin in text and end in text:
-        text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _m: block, text, flags=re.S)
+        pattern = re.escape(begin) + r".*?" + re.escape(end)
+        text = re.sub(pattern, lambda _m: block, text, flags=re.S)
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     doc.write_text(text)
@@ -518,7 +527,9 @@ def write_section(doc: Path, name: str, body: str) -> None:
 def machine_lines(extra: dict[str, str]) -> str:
     m = {**machine(), **extra}
     return (
-        f"- machine: {m['cpus']} × {m['model']}, Python {m['python']}\n"
+        f"- machine: {m['cpus']} × {m['model']}, Python {m['python']};"
+        f" load average at the end {m['load']}\n"
+        f"- mqtt2sms tree: {m['rev']}\n"
         f"- versions: paho-mqtt {m['paho']}, Mosquitto {m['mosquitto']},"
         f" mqtt2sms {m['mqtt2sms']}"
         + (f", mqttwarn {m['mqttwarn']}" if "mqttwarn" in m else "")
@@ -532,7 +543,8 @@ def main() -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=textwrap.dedent(__doc__ or "").split("\n\n", 1)[1],
     )
-    ap.add_argument("--alerts", type=int, default=2000, help="latency alerts, 5 ms apart")
+    ap.add_argument("--alerts", type=int, default=2000, help="latency alerts, --spacing apart")
+    ap.add_argument("--spacing", type=float, default=5.0, help="ms between latency alerts")
     ap.add_argument("--burst", type=int, default=10000, help="alerts published at once (0: skip)")
     ap.add_argument("--idle", type=float, default=60.0, help="seconds of idle CPU (0: skip)")
     ap.add_argument("--rows", type=int, default=100_000, help="rows pre-filled (0: skip)")
@@ -595,10 +607,9 @@ def main() -> int:
         ready = "\n".join(f"- `{r.name}` ready means: {r.ready_means}" for r in results.values())
         body = (
             f"{machine_lines(extra)}- command: `{cmd}`\n"
-            f"- latency: {a.alerts} alerts 5 ms apart (after {WARMUP} warm-up alerts);"
+            f"- latency: {a.alerts} alerts {a.spacing:g} ms apart (after {WARMUP} warm-up alerts);"
             f" burst: {a.burst} alerts published at once; idle CPU over {a.idle:g} s\n"
-            f"{ready}\n\n{table}\n\n{targets}\n"
-            + "".join(f"\n{s}\n" for s in skipped)
+            f"{ready}\n\n{table}\n\n{targets}\n" + "".join(f"\n{s}\n" for s in skipped)
         )
         write_section(ROOT / "docs" / "benchmarks.md", "e2e", body)
         print("docs/benchmarks.md updated")

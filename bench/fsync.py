@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, machine, summary_ms  # noqa: E402
+from common import ROOT, machine, summary_ms
 
 ROW = "x" * 200  # about the size of one outbox row
 

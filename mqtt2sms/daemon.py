@@ -26,7 +26,7 @@ from types import FrameType
 from typing import Literal
 
 from mqtt2sms import config as cfg
-from mqtt2sms import retry, throttle
+from mqtt2sms import discovery, retry, throttle
 from mqtt2sms.broker import EmbeddedBroker
 from mqtt2sms.errors import ConfigError, PermanentDeliveryError, TemporaryDeliveryError
 from mqtt2sms.model import Event, Message, Text
@@ -684,6 +684,8 @@ def _row_of(text: Text) -> Row:
 def subscriptions(config: cfg.Config) -> list[str]:
     filters = {r.topic for r in config.rules}
     filters.add(f"{config.mqtt.base_topic}/ack")
+    if config.homeassistant.discovery:
+        filters.add(discovery.birth_topic(config))
     return sorted(filters)
 
 
@@ -719,12 +721,31 @@ class Daemon:
             self.link.ack(msg)
 
     def _on_message(self, msg: Message) -> None:
+        c = self.config
+        if c.homeassistant.discovery and msg.topic == discovery.birth_topic(c):
+            # Home Assistant (re)started: it wants our discovery configs again.
+            if msg.payload.strip() == b"online":
+                self._publish_discovery()
+            self._ack(msg)
+            return
         if self.sender is not None and not self._stop.is_set():
             self.sender.submit(msg)
 
     def _on_online(self, online: bool) -> None:
         self._online = online
+        if online:
+            self._publish_discovery()
         self._status()
+
+    def _publish_discovery(self) -> None:
+        c = self.config
+        if c.homeassistant.discovery:
+            messages = discovery.discovery_messages(c, _version())
+        else:
+            # Empty retained configs remove what an earlier run with discovery on published.
+            messages = discovery.removal_messages(c)
+        for topic, payload in messages:
+            self._publish(topic, payload, True)
 
     def _status(self) -> None:
         c = self.config.mqtt

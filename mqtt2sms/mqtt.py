@@ -176,7 +176,7 @@ class MqttLink:
     def publish(self, topic: str, payload: str, retain: bool = False, qos: int = 1) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain)
 
-    def stop(self, timeout: float = 3.0) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
         """Publish `offline` ourselves (a clean disconnect sends no will), then disconnect."""
         self._stopping = True
         if self.connected:
