@@ -160,9 +160,7 @@ def cmd_check(config: cfg.Config, probe: bool) -> int:
     print(f"state: {config.state_dir}")
     lim = config.limits
     rate = (
-        f"{lim.per_recipient.count}/{_per(lim.per_recipient.per)}"
-        if lim.per_recipient
-        else "none"
+        f"{lim.per_recipient.count}/{_per(lim.per_recipient.per)}" if lim.per_recipient else "none"
     )
     quiet = (
         f"{lim.quiet_hours.start:%H:%M}-{lim.quiet_hours.end:%H:%M}" if lim.quiet_hours else "none"

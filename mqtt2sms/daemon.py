@@ -259,10 +259,8 @@ class Sender:
             self.throttle = throttle.prune(
                 self.throttle, now, {r.name for r in self.config.rules}, self._rate_window()
             )
-        if (
-            (self._stats_dirty
-            and mono - self._stats_published >= 1.0)
-            or (mono - self._stats_published >= 60.0)
+        if (self._stats_dirty and mono - self._stats_published >= 1.0) or (
+            mono - self._stats_published >= 60.0
         ):
             self._publish_stats(now)
 

@@ -184,8 +184,9 @@ class Sink:
         self.controller: Controller | None = None
         self.users = users
 
-    def _auth(self, server: Any, session: Any, envelope: Any, mechanism: str,
-              data: Any) -> AuthResult:
+    def _auth(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
         ok = (
             self.users is not None
             and isinstance(data, LoginPassword)

@@ -19,14 +19,17 @@ from .conftest import Mosquitto, Sink, Watcher, base_config, wait_for, wait_onli
 
 
 def _seqs(sink: Sink, prefix: str = "alert ") -> Counter[int]:
-    return Counter(int(b.split(prefix)[1].split()[0]) for b in sink.handler.bodies()
-                   if prefix in b)
+    return Counter(int(b.split(prefix)[1].split()[0]) for b in sink.handler.bodies() if prefix in b)
 
 
 def _cli(d: Any, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mqtt2sms", *args, "-c", str(d.config)],
-        env=d.env, capture_output=True, text=True, timeout=30, check=False,
+        env=d.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 
@@ -40,11 +43,17 @@ def test_smtp_outage_then_recovery_keeps_order(mosquitto: Mosquitto, daemon_fact
         to = "alex" if i % 2 == 0 else "sam"
         w.publish("home/alerts/sms", json.dumps({"message": f"alert {i}", "to": to}))
     wait_for(lambda: len(w.states("deferred")) >= 1, 10, "a deferred event")
-    listing = wait_for(lambda: (r := _cli(d, "queue", "list")).stdout.count("queued") >= 12 and r,
-                       10, "12 queued texts in `queue list`")
+    listing = wait_for(
+        lambda: (r := _cli(d, "queue", "list")).stdout.count("queued") >= 12 and r,
+        10,
+        "12 queued texts in `queue list`",
+    )
     assert "alex" in listing.stdout and "sam" in listing.stdout
-    wait_for(lambda: json.loads(w.retained.get("mqtt2sms/stats", "{}")).get("last_error"), 5,
-             "the error in stats")
+    wait_for(
+        lambda: json.loads(w.retained.get("mqtt2sms/stats", "{}")).get("last_error"),
+        5,
+        "the error in stats",
+    )
     assert w.status() == "online"
     sink.start()
     try:
@@ -62,8 +71,9 @@ def test_smtp_outage_then_recovery_keeps_order(mosquitto: Mosquitto, daemon_fact
         w.close()
 
 
-def test_451_is_retried_and_550_fails_one_recipient(mosquitto: Mosquitto, sink: Sink,
-                                                   daemon_factory: Any) -> None:
+def test_451_is_retried_and_550_fails_one_recipient(
+    mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
+) -> None:
     d = daemon_factory(base_config(mosquitto.port, sink.port))
     w = Watcher(mosquitto.port)
     d.start()
@@ -89,8 +99,9 @@ def test_451_is_retried_and_550_fails_one_recipient(mosquitto: Mosquitto, sink: 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("smtp_up", [True, False], ids=["smtp-up", "smtp-down"])
-def test_sigkill_mid_burst_loses_nothing(mosquitto: Mosquitto, daemon_factory: Any,
-                                         smtp_up: bool) -> None:
+def test_sigkill_mid_burst_loses_nothing(
+    mosquitto: Mosquitto, daemon_factory: Any, smtp_up: bool
+) -> None:
     sink = Sink()
     if smtp_up:
         sink.start()
@@ -117,8 +128,7 @@ def test_sigkill_mid_burst_loses_nothing(mosquitto: Mosquitto, daemon_factory: A
         seqs = _seqs(sink)
         assert set(seqs) == set(range(n)), f"lost: {sorted(set(range(n)) - set(seqs))}"
         dups = sum(c - 1 for c in seqs.values())
-        print(f"kill with smtp {'up' if smtp_up else 'down'}: {before} before, "
-              f"{dups} duplicate(s)")
+        print(f"kill with smtp {'up' if smtp_up else 'down'}: {before} before, {dups} duplicate(s)")
         assert dups <= 1
     finally:
         d.stop()
@@ -167,22 +177,32 @@ def test_wrong_password_then_reload(mosquitto: Mosquitto, daemon_factory: Any) -
       from: alerts@example.org
       timeout: 5s
     """
-    d = daemon_factory(base_config(mosquitto.port, None, auth.format(port=sink.port,
-                                                                     pw="wrong-password-456")))
+    d = daemon_factory(
+        base_config(mosquitto.port, None, auth.format(port=sink.port, pw="wrong-password-456"))
+    )
     w = Watcher(mosquitto.port)
     d.start()
     wait_online(w)
     try:
         for i in range(3):
             w.publish("home/alerts/sms", f"alert {i}")
-        wait_for(lambda: "auth" in (json.loads(w.retained.get("mqtt2sms/stats", "{}"))
-                                    .get("last_error") or "").lower()
-                 or "535" in (json.loads(w.retained.get("mqtt2sms/stats", "{}"))
-                              .get("last_error") or ""), 10, "the auth error in stats")
+        wait_for(
+            lambda: (
+                "auth"
+                in (
+                    json.loads(w.retained.get("mqtt2sms/stats", "{}")).get("last_error") or ""
+                ).lower()
+                or "535"
+                in (json.loads(w.retained.get("mqtt2sms/stats", "{}")).get("last_error") or "")
+            ),
+            10,
+            "the auth error in stats",
+        )
         assert not sink.mails
         assert w.status() == "online"
-        d.write_config(base_config(mosquitto.port, None, auth.format(port=sink.port,
-                                                                     pw="right-password-123")))
+        d.write_config(
+            base_config(mosquitto.port, None, auth.format(port=sink.port, pw="right-password-123"))
+        )
         d.signal(signal.SIGHUP)
         wait_for(lambda: len(sink.mails) >= 3, 15, "3 texts after the reload")
         assert sorted(_seqs(sink).items()) == [(0, 1), (1, 1), (2, 1)]
@@ -196,28 +216,43 @@ def test_wrong_password_then_reload(mosquitto: Mosquitto, daemon_factory: Any) -
 
 def test_queue_retry_and_drop(mosquitto: Mosquitto, daemon_factory: Any) -> None:
     sink = Sink()
-    d = daemon_factory(base_config(mosquitto.port, sink.port, """
+    d = daemon_factory(
+        base_config(
+            mosquitto.port,
+            sink.port,
+            """
     defaults: {to: [alex]}
     limits: {per_recipient: 0, daily_cap: 0, retry: {first: 60s, max: 10m}}
-    """))
+    """,
+        )
+    )
     w = Watcher(mosquitto.port)
     d.start()
     wait_online(w)
     try:
         w.publish("home/alerts/sms", "alert 1")
         w.publish("home/alerts/sms", "alert 2")
-        listing = wait_for(lambda: (r := _cli(d, "queue", "list")).stdout.count("queued") >= 2
-                           and r, 10, "two queued")
+        listing = wait_for(
+            lambda: (r := _cli(d, "queue", "list")).stdout.count("queued") >= 2 and r,
+            10,
+            "two queued",
+        )
         ids = [line.split()[0] for line in listing.stdout.splitlines()[1:]]
         assert len(ids) == 2
         r = _cli(d, "queue", "drop", ids[0])
         assert r.returncode == 0, r.stderr
-        dropped = wait_for(lambda: [e for e in w.states("failed") if e["id"] == ids[0]], 10,
-                           "a failed event for the dropped text")
+        dropped = wait_for(
+            lambda: [e for e in w.states("failed") if e["id"] == ids[0]],
+            10,
+            "a failed event for the dropped text",
+        )
         assert "dropped" in dropped[0]["error"]
         # the daemon noticed the drop and tried the other text once more, in vain
-        wait_for(lambda: [e for e in w.states("deferred") if e["id"] == ids[1]
-                          and e["attempts"] >= 1], 10, "a new try of the other text")
+        wait_for(
+            lambda: [e for e in w.states("deferred") if e["id"] == ids[1] and e["attempts"] >= 1],
+            10,
+            "a new try of the other text",
+        )
         sink.start()
         r = _cli(d, "queue", "retry", ids[1])
         assert r.returncode == 0, r.stdout + r.stderr

@@ -21,12 +21,19 @@ class HaWatcher(Watcher):
             self.configs.append((msg.topic, bytes(msg.payload)))
 
 
-def test_discovery_birth_notify_and_stats(mosquitto: Mosquitto, sink: Sink,
-                                          daemon_factory: Any) -> None:
-    d = daemon_factory(base_config(mosquitto.port, sink.port, """
+def test_discovery_birth_notify_and_stats(
+    mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
+) -> None:
+    d = daemon_factory(
+        base_config(
+            mosquitto.port,
+            sink.port,
+            """
     homeassistant: {discovery: true, prefix: homeassistant}
     defaults: {to: [family]}
-    """))
+    """,
+        )
+    )
     w = HaWatcher(mosquitto.port)
     d.start()
     wait_online(w)
@@ -56,7 +63,9 @@ def test_discovery_birth_notify_and_stats(mosquitto: Mosquitto, sink: Sink,
     w.publish("mqtt2sms/notify", "Front door left open")
     wait_for(lambda: len(sink.mails) >= 2, 10, "two mails from notify")
     assert sorted(r for m in sink.mails for r in m.rcpts) == [
-        "5551234567@tmomail.net", "5557654321@vtext.com"]
+        "5551234567@tmomail.net",
+        "5557654321@vtext.com",
+    ]
     assert {m.body for m in sink.mails} == {"Front door left open"}
 
     def sent_today() -> int:
@@ -76,10 +85,10 @@ def test_discovery_birth_notify_and_stats(mosquitto: Mosquitto, sink: Sink,
         late.close()
 
 
-def test_discovery_off_removes_the_device(mosquitto: Mosquitto, sink: Sink,
-                                          daemon_factory: Any) -> None:
-    d = daemon_factory(base_config(mosquitto.port, sink.port,
-                                   "homeassistant: {discovery: true}\n"))
+def test_discovery_off_removes_the_device(
+    mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
+) -> None:
+    d = daemon_factory(base_config(mosquitto.port, sink.port, "homeassistant: {discovery: true}\n"))
     w = HaWatcher(mosquitto.port)
     d.start()
     wait_online(w)
@@ -88,8 +97,9 @@ def test_discovery_off_removes_the_device(mosquitto: Mosquitto, sink: Sink,
     d.stop()
     d.write_config(base_config(mosquitto.port, sink.port, "homeassistant: {discovery: false}\n"))
     d.start()
-    wait_for(lambda: any(t == topic and p == b"" for t, p in w.configs), 10,
-             "an empty retained config")
+    wait_for(
+        lambda: any(t == topic and p == b"" for t, p in w.configs), 10, "an empty retained config"
+    )
     d.stop()
     w.close()
     time.sleep(0.2)

@@ -18,8 +18,13 @@ rules:
 """
 
 
-def _run(mosquitto: Mosquitto, sink: Sink, daemon_factory: Any, extra: str,
-         env: dict[str, str] | None = None) -> tuple[Any, Watcher]:
+def _run(
+    mosquitto: Mosquitto,
+    sink: Sink,
+    daemon_factory: Any,
+    extra: str,
+    env: dict[str, str] | None = None,
+) -> tuple[Any, Watcher]:
     d = daemon_factory(base_config(mosquitto.port, sink.port, extra), env)
     w = Watcher(mosquitto.port)
     d.start()
@@ -27,8 +32,9 @@ def _run(mosquitto: Mosquitto, sink: Sink, daemon_factory: Any, extra: str,
     return d, w
 
 
-def test_burst_gives_one_text_then_plus_n_more(mosquitto: Mosquitto, sink: Sink,
-                                               daemon_factory: Any) -> None:
+def test_burst_gives_one_text_then_plus_n_more(
+    mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
+) -> None:
     d, w = _run(mosquitto, sink, daemon_factory, LEAK.format(cooldown="3s"))
     for _ in range(20):
         w.publish("sensors/kitchen/leak", "wet")
@@ -46,8 +52,9 @@ def test_burst_gives_one_text_then_plus_n_more(mosquitto: Mosquitto, sink: Sink,
     w.close()
 
 
-def test_restart_inside_the_cooldown_still_suppresses(mosquitto: Mosquitto, sink: Sink,
-                                                     daemon_factory: Any) -> None:
+def test_restart_inside_the_cooldown_still_suppresses(
+    mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
+) -> None:
     d, w = _run(mosquitto, sink, daemon_factory, LEAK.format(cooldown="15m"))
     w.publish("sensors/kitchen/leak", "wet")
     wait_for(lambda: sink.mails, 10, "the first text")
@@ -61,12 +68,18 @@ def test_restart_inside_the_cooldown_still_suppresses(mosquitto: Mosquitto, sink
     w.close()
 
 
-def test_high_priority_passes_cooldown_and_rate_not_the_cap(mosquitto: Mosquitto, sink: Sink,
-                                                           daemon_factory: Any) -> None:
-    d, w = _run(mosquitto, sink, daemon_factory, """
+def test_high_priority_passes_cooldown_and_rate_not_the_cap(
+    mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
+) -> None:
+    d, w = _run(
+        mosquitto,
+        sink,
+        daemon_factory,
+        """
     defaults: {to: [alex], cooldown: 15m}
     limits: {per_recipient: 1/h, daily_cap: 3}
-    """)
+    """,
+    )
 
     def alert(text: str, priority: str = "normal") -> None:
         w.publish("home/alerts/sms", json.dumps({"message": text, "priority": priority}))
@@ -79,34 +92,50 @@ def test_high_priority_passes_cooldown_and_rate_not_the_cap(mosquitto: Mosquitto
     alert("four", "high")
     wait_for(lambda: len(sink.mails) == 3, 10, "the high-priority texts")
     alert("five", "high")  # the daily cap (3) holds even for high priority
-    wait_for(lambda: any("cap" in (e["error"] or "") for e in w.states("suppressed")), 10,
-             "suppressed by the daily cap")
+    wait_for(
+        lambda: any("cap" in (e["error"] or "") for e in w.states("suppressed")),
+        10,
+        "suppressed by the daily cap",
+    )
     time.sleep(0.3)
     # "two" was suppressed by the cooldown: the next text for that key says so
     assert [m.body for m in sink.mails] == ["one", "three (+1 more)", "four"]
-    stats = wait_for(lambda: "cap" in (json.loads(w.retained.get("mqtt2sms/stats", "{}"))
-                                       .get("last_error") or "")
-                     and json.loads(w.retained["mqtt2sms/stats"]), 5, "the cap in stats")
+    stats = wait_for(
+        lambda: (
+            "cap" in (json.loads(w.retained.get("mqtt2sms/stats", "{}")).get("last_error") or "")
+            and json.loads(w.retained["mqtt2sms/stats"])
+        ),
+        5,
+        "the cap in stats",
+    )
     assert stats["suppressed_today"] >= 2
     d.stop()
     w.close()
 
 
-def test_quiet_hours_defer_normal_and_let_high_through(mosquitto: Mosquitto, sink: Sink,
-                                                       daemon_factory: Any) -> None:
+def test_quiet_hours_defer_normal_and_let_high_through(
+    mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
+) -> None:
     now = dt.datetime.now(dt.UTC)
     start = (now - dt.timedelta(hours=1)).strftime("%H:%M")
     end = (now + dt.timedelta(hours=1)).strftime("%H:%M")
-    d, w = _run(mosquitto, sink, daemon_factory, f"""
+    d, w = _run(
+        mosquitto,
+        sink,
+        daemon_factory,
+        f"""
     limits:
       per_recipient: 0
       daily_cap: 0
       quiet_hours: {{start: "{start}", end: "{end}"}}
-    """, env={"TZ": "UTC"})
+    """,
+        env={"TZ": "UTC"},
+    )
     w.publish("home/alerts/sms", "the washing machine is done")
     deferred = wait_for(lambda: w.states("deferred"), 10, "a deferred event")
     assert deferred[0]["next_try"].startswith(
-        (now + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
+        (now + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    )
     w.publish("home/alerts/sms", json.dumps({"message": "smoke!", "priority": "high"}))
     wait_for(lambda: sink.mails, 10, "the high-priority text")
     time.sleep(0.3)

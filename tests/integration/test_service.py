@@ -45,19 +45,25 @@ def notify_socket(tmp_path: Path) -> Any:
     s.close()
 
 
-def test_ready_watchdog_status_before_the_broker(tmp_path: Path, notify_socket: NotifySocket,
-                                                 daemon_factory: Any) -> None:
+def test_ready_watchdog_status_before_the_broker(
+    tmp_path: Path, notify_socket: NotifySocket, daemon_factory: Any
+) -> None:
     """READY comes at once, even while the broker is down; STATUS says why nothing happens."""
     port = free_port()  # nothing listens here
-    d = daemon_factory(base_config(port, None),
-                       env={"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "1000000"})
+    d = daemon_factory(
+        base_config(port, None),
+        env={"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "1000000"},
+    )
     started = time.monotonic()
     d.start()
     wait_for(lambda: "READY=1" in notify_socket.lines(), 10, "READY=1")
     ready_at = next(t for t, m in notify_socket.got if "READY=1" in m)
     print(f"READY after {ready_at - started:.2f}s (includes the interpreter's start)")
-    wait_for(lambda: sum("WATCHDOG=1" in m for m in notify_socket.drain()) >= 3, 10,
-             "three watchdog pings")
+    wait_for(
+        lambda: sum("WATCHDOG=1" in m for m in notify_socket.drain()) >= 3,
+        10,
+        "three watchdog pings",
+    )
     statuses = [line for line in notify_socket.lines() if line.startswith("STATUS=")]
     assert any(f"waiting for broker 127.0.0.1:{port}" in s for s in statuses)
     d.signal(signal.SIGTERM)
@@ -68,13 +74,17 @@ def test_ready_watchdog_status_before_the_broker(tmp_path: Path, notify_socket: 
 def test_reload_bad_config_keeps_old_and_new_rule_applies(
     mosquitto: Mosquitto, sink: Sink, notify_socket: NotifySocket, daemon_factory: Any
 ) -> None:
-    d = daemon_factory(base_config(mosquitto.port, sink.port),
-                       env={"NOTIFY_SOCKET": str(notify_socket.path)})
+    d = daemon_factory(
+        base_config(mosquitto.port, sink.port), env={"NOTIFY_SOCKET": str(notify_socket.path)}
+    )
     w = Watcher(mosquitto.port)
     d.start()
     wait_online(w)
-    wait_for(lambda: any("connected to" in line for line in notify_socket.lines()), 10,
-             "a connected STATUS")
+    wait_for(
+        lambda: any("connected to" in line for line in notify_socket.lines()),
+        10,
+        "a connected STATUS",
+    )
     # a broken config: logged, the old one keeps working
     d.write_config("rules:\n  - name: x\n    topic: a/#/b\n    to: [nobody]\n")
     d.signal(signal.SIGHUP)
@@ -85,12 +95,18 @@ def test_reload_bad_config_keeps_old_and_new_rule_applies(
     w.publish("home/alerts/sms", "still here")
     wait_for(lambda: sink.mails, 10, "a text with the old config")
     # a good config with a new rule
-    d.write_config(base_config(mosquitto.port, sink.port, """
+    d.write_config(
+        base_config(
+            mosquitto.port,
+            sink.port,
+            """
     rules:
       - name: door
         topic: house/door
         message: "Door: {{ value }}"
-    """))
+    """,
+        )
+    )
     d.signal(signal.SIGHUP)
     wait_for(lambda: "config reloaded" in d.logtext(), 10, "the reload")
     time.sleep(0.5)  # the new subscription reaches the broker
@@ -138,7 +154,11 @@ def test_no_secret_in_any_log_line(mosquitto: Mosquitto, daemon_factory: Any) ->
     secret = "s3cret-Passw0rd-XYZ"
     sink = Sink(users={"alerts@example.org": "another-one"})
     sink.start()
-    d = daemon_factory(base_config(mosquitto.port, None, f"""
+    d = daemon_factory(
+        base_config(
+            mosquitto.port,
+            None,
+            f"""
     smtp:
       host: 127.0.0.1
       port: {sink.port}
@@ -146,7 +166,10 @@ def test_no_secret_in_any_log_line(mosquitto: Mosquitto, daemon_factory: Any) ->
       username: alerts@example.org
       password: ${{SMTP_PASSWORD}}
       from: alerts@example.org
-    """), env={"SMTP_PASSWORD": secret})
+    """,
+        ),
+        env={"SMTP_PASSWORD": secret},
+    )
     w = Watcher(mosquitto.port)
     d.start()
     wait_online(w)
