@@ -165,6 +165,7 @@ class Sender:
             self.seen[mid] = digest
         self._next_due: float | None = None
         self._blocked_until: float | None = None
+        self._due_changed = True
         self._dirty = False
         self._stats_dirty = True
         self._stats_published = 0.0
@@ -245,6 +246,7 @@ class Sender:
             self._data_version = dv
             for st in self.tstate.values():
                 st.down_until = 0.0
+            self._due_changed = True
             self._refresh_due()
         mono = time.monotonic()
         for name, st in self.tstate.items():
@@ -269,7 +271,10 @@ class Sender:
         return rate.per if rate else None
 
     def _refresh_due(self) -> None:
-        self._next_due = self.outbox.next_due()
+        nd = self.outbox.next_due()
+        if nd != self._next_due:
+            self._due_changed = True
+        self._next_due = nd
         self.queued = self.outbox.queued_count()
         self._stats_dirty = True
 
@@ -324,6 +329,13 @@ class Sender:
         nd = self._next_due
         if nd is None or nd > ts(now):
             return
+        if (
+            self._blocked_until is not None
+            and ts(now) < self._blocked_until
+            and not self._due_changed
+        ):
+            return  # everything due waits for a way out that is backing off
+        self._due_changed = False
         self._blocked_until = None
         old = now - dt.timedelta(seconds=self.config.limits.max_age)
         for row in self.outbox.expire(old, now):
@@ -642,6 +654,8 @@ class Sender:
             self.throttle, self.clock(), {r.name for r in loaded.config.rules}, self._rate_window()
         )
         n = self.outbox.requeue_on_start(self.clock())
+        self._due_changed = True
+        self._blocked_until = None
         self._refresh_due()
         log.info(
             "config reloaded: %d rule(s)%s",

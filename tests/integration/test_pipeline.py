@@ -205,3 +205,23 @@ def test_sigterm_stops_cleanly(mosquitto: Mosquitto, sink: Sink, daemon_factory:
     assert d.proc.wait(15) == 0
     wait_for(lambda: w.status() == "offline", 5, "offline")
     w.close()
+
+
+def test_mqtt5_persistent_session(mosquitto: Mosquitto, sink: Sink, daemon_factory: Any) -> None:
+    d = daemon_factory(
+        base_config(mosquitto.port, sink.port).replace(
+            "client_id: mqtt2sms-test", 'client_id: mqtt2sms-test\n  protocol: "5"'
+        )
+    )
+    w = Watcher(mosquitto.port)
+    d.start()
+    wait_online(w)
+    w.publish("home/alerts/sms", "over MQTT 5")
+    wait_for(lambda: sink.mails, 10, "a mail")
+    assert d.stop() == 0
+    w.publish("home/alerts/sms", "while away, MQTT 5")
+    d.start()
+    wait_for(lambda: len(sink.mails) >= 2, 15, "the text published while away")
+    assert [m.body for m in sink.mails] == ["over MQTT 5", "while away, MQTT 5"]
+    d.stop()
+    w.close()
