@@ -65,6 +65,8 @@ CREATE TABLE IF NOT EXISTS texts (
     epoch INTEGER
 );
 CREATE INDEX IF NOT EXISTS texts_open ON texts(next_at) WHERE state IN ('queued', 'sending');
+CREATE INDEX IF NOT EXISTS texts_open_age ON texts(created_at)
+    WHERE state IN ('queued', 'sending');
 CREATE INDEX IF NOT EXISTS texts_finished ON texts(finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS texts_epoch ON texts(epoch, mid);
 CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -281,8 +283,8 @@ class Outbox:
         rows = [
             _row(r)
             for r in self.db.execute(
-                f"SELECT {_COLUMNS} FROM texts WHERE state IN ('queued', 'sending')"
-                " AND created_at < ? ORDER BY seq",
+                f"SELECT {_COLUMNS} FROM texts INDEXED BY texts_open_age"
+                " WHERE state IN ('queued', 'sending') AND created_at < ? ORDER BY seq",
                 (ts(created_before),),
             )
         ]
@@ -301,7 +303,8 @@ class Outbox:
         return [
             _row(r)
             for r in self.db.execute(
-                f"SELECT {_COLUMNS} FROM texts WHERE state = 'queued' AND next_at <= ?"
+                f"SELECT {_COLUMNS} FROM texts INDEXED BY texts_open"
+                " WHERE state IN ('queued', 'sending') AND next_at <= ? AND state = 'queued'"
                 " ORDER BY seq LIMIT ?",
                 (ts(now), limit),
             )

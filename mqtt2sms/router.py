@@ -233,14 +233,13 @@ class _Builder:
             return
         suffix = f" (+{cd.more} more)" if cd.more > 0 else ""
         o = rule.options
-        parts = sms.format_sms(
-            body,
-            max_length=o.max_length,
-            long=o.long,
-            max_parts=o.max_parts,
-            charset=o.charset,
-            suffix=suffix,
-        )
+        parts = self._format(rule, body, suffix)
+        if not any(p.strip() for p in parts):
+            # Nothing a phone can show is left (emoji, control characters): fall back.
+            self.problems.append(f"rule {rule.name}: the message has nothing a phone can show")
+            parts = self._format(rule, f"{rule.name}: {self.text}", suffix)
+            if not any(p.strip() for p in parts):
+                parts = self._format(rule, f"{rule.name}: (no text)", suffix)
         contacts, _unknown = cfg.resolve_recipients(self.config, names)
         any_accepted = False
         for contact in contacts:
@@ -310,6 +309,17 @@ class _Builder:
         if any_accepted:
             self.state = throttle.note_sent(self.state, rule.name, key, self.now)
 
+    def _format(self, rule: cfg.Rule, body: str, suffix: str) -> tuple[str, ...]:
+        o = rule.options
+        return sms.format_sms(
+            body,
+            max_length=o.max_length,
+            long=o.long,
+            max_parts=o.max_parts,
+            charset=o.charset,
+            suffix=suffix,
+        )
+
     def _recipients(self, rule: cfg.Rule, obj: dict[str, object] | None) -> list[str] | None:
         """The names to text, or None when nothing is left (events already recorded)."""
         if rule.escalate and rule.escalate in self.config.escalations:
@@ -320,6 +330,9 @@ class _Builder:
         asked = _names(obj["to"])
         if asked is None:
             self._event("rejected", rule, error="payload 'to' must be a name or a list of names")
+            return None
+        if not asked:
+            self._event("rejected", rule, error="payload 'to' names no one")
             return None
         known = set(self.config.contacts) | set(self.config.groups)
         names: list[str] = []
