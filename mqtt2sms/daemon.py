@@ -172,6 +172,7 @@ class Sender:
         self._data_version = outbox.data_version()
         self._last_prune = 0.0
         self.queued = 0
+        self.failures = 0
         self.thread = threading.Thread(target=self._main, name="sender", daemon=True)
 
     # -- the loop --------------------------------------------------------------------------
@@ -216,13 +217,24 @@ class Sender:
             if self.stopping.is_set():
                 break
             self.heartbeat = time.monotonic()
-            self._process_due()
-            if isinstance(item, Message):
-                self.handle(item)
-            elif isinstance(item, Reload):
-                self._apply_reload(item.loaded)
-            if self.inbox.empty():
-                self._housekeeping()
+            try:
+                self._process_due()
+                if isinstance(item, Message):
+                    self.handle(item)
+                elif isinstance(item, Reload):
+                    self._apply_reload(item.loaded)
+                if self.inbox.empty():
+                    self._housekeeping()
+            except Exception:
+                # A message whose texts could not be sent or committed (a full disk, say) is
+                # not acknowledged: the broker keeps it and hands it over again later.
+                self.failures += 1
+                log.exception("could not handle %s", _describe(item))
+                if self.failures >= 20:
+                    raise
+                self.stopping.wait(min(30.0, 0.5 * 2**self.failures))
+            else:
+                self.failures = 0
 
     def _wait_time(self) -> float:
         now = time.time()
@@ -258,13 +270,19 @@ class Sender:
             pruned = self.outbox.prune(now - dt.timedelta(seconds=self.config.limits.keep))
             if pruned:
                 log.info("pruned %d finished text(s) older than %s", pruned, "limits.keep")
-            self.throttle = throttle.prune(
-                self.throttle, now, {r.name for r in self.config.rules}, self._rate_window()
-            )
+            self.throttle = self._pruned(self.throttle, now)
         if (self._stats_dirty and mono - self._stats_published >= 1.0) or (
             mono - self._stats_published >= 60.0
         ):
             self._publish_stats(now)
+
+    def _pruned(self, state: throttle.ThrottleState, now: dt.datetime) -> throttle.ThrottleState:
+        """Forget throttle state of rules that are gone and of windows long past."""
+        rules = self.config.rules
+        horizon = max([86400.0, *(r.options.cooldown for r in rules)])
+        return throttle.prune(
+            state, now, {r.name for r in rules}, self._rate_window(), cooldown_horizon=horizon
+        )
 
     def _rate_window(self) -> float | None:
         rate = self.config.limits.per_recipient
@@ -361,6 +379,7 @@ class Sender:
                     break
                 if self._blocked(row, now):
                     continue
+                self.heartbeat = time.monotonic()
                 self.outbox.update(row.id, "sending")
                 out = self._attempt(row, now)
                 self.outbox.update(row.id, out.state, **out.fields)
@@ -650,9 +669,7 @@ class Sender:
         else:
             for st in self.tstate.values():
                 st.down_until = 0.0
-        self.throttle = throttle.prune(
-            self.throttle, self.clock(), {r.name for r in loaded.config.rules}, self._rate_window()
-        )
+        self.throttle = self._pruned(self.throttle, self.clock())
         n = self.outbox.requeue_on_start(self.clock())
         self._due_changed = True
         self._blocked_until = None
@@ -802,19 +819,27 @@ class Daemon:
         )
         wd = self.notifier.watchdog_interval()
         tick = min(wd, 5.0) if wd else 5.0
+        code = 0
         while not self._stop.wait(tick):
             if self._reload.is_set():
                 self._reload.clear()
                 self._do_reload()
+            if not self.sender.thread.is_alive():
+                log.critical("the sender stopped; exiting so that the service is restarted")
+                code = 1
+                break
             if wd and self._healthy():
                 self.notifier.watchdog()
             self._status()
         self.shutdown()
-        return 0
+        return code
 
     def _healthy(self) -> bool:
+        """Both loops alive and the sender not wedged: only then is the watchdog fed."""
         s = self.sender
         if s is None or not s.thread.is_alive():
+            return False
+        if self.link is not None and not self.link.alive():
             return False
         busy_for = time.monotonic() - s.heartbeat
         limit = max(60.0, (self.config.smtp.timeout * 3) if self.config.smtp else 60.0)
@@ -856,6 +881,14 @@ class Daemon:
         if self.outbox is not None and (self.sender is None or not self.sender.thread.is_alive()):
             self.outbox.close()
         log.info("stopped")
+
+
+def _describe(item: object) -> str:
+    if isinstance(item, Message):
+        return f"the message on {item.topic} (left unacknowledged for redelivery)"
+    if isinstance(item, Reload):
+        return "the reload"
+    return "queued texts"
 
 
 def _version() -> str:

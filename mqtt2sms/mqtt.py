@@ -169,6 +169,11 @@ class MqttLink:
         if added:
             self.client.subscribe([(f, 1) for f in added])
 
+    def alive(self) -> bool:
+        """paho's network thread is running (it reconnects by itself while it does)."""
+        thread = getattr(self.client, "_thread", None)
+        return thread is not None and bool(thread.is_alive())
+
     def ack(self, msg: Message) -> None:
         if msg.qos > 0:
             self.client.ack(msg.mid, msg.qos)
