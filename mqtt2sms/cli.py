@@ -10,6 +10,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from mqtt2sms import __version__, carriers, throttle
 from mqtt2sms import config as cfg
@@ -215,7 +216,7 @@ def _read_throttle(config: cfg.Config) -> throttle.ThrottleState:
     if not os.path.exists(path):
         return throttle.ThrottleState.empty()
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        db = sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True, timeout=5)
         try:
             row = db.execute("SELECT v FROM kv WHERE k = 'throttle'").fetchone()
         finally:
@@ -384,6 +385,9 @@ def cmd_queue(config: cfg.Config, action: str, text_id: str | None, show_all: bo
                 return 1
             print(f"{text_id} will be tried now")
             return 0
+        if row.state == "sending":
+            print(f"{text_id} is being sent right now; try again in a moment", file=sys.stderr)
+            return 1
         try:
             box.update(text_id, "failed", finished_at=now, last_error="dropped by the user")
         except OutboxError as exc:

@@ -32,7 +32,7 @@ from mqtt2sms.errors import ConfigError, PermanentDeliveryError, TemporaryDelive
 from mqtt2sms.model import Event, Message, Text
 from mqtt2sms.mqtt import MqttLink
 from mqtt2sms.notify import Notifier
-from mqtt2sms.outbox import Outbox, Row, from_ts, ts
+from mqtt2sms.outbox import Outbox, OutboxError, Row, from_ts, ts
 from mqtt2sms.render import Templates
 from mqtt2sms.router import route
 from mqtt2sms.transports.base import OutgoingText, Transport
@@ -382,7 +382,10 @@ class Sender:
                 self.heartbeat = time.monotonic()
                 self.outbox.update(row.id, "sending")
                 out = self._attempt(row, now)
-                self.outbox.update(row.id, out.state, **out.fields)
+                try:
+                    self.outbox.update(row.id, out.state, **out.fields)
+                except OutboxError as exc:  # `queue drop` ran while it was being sent
+                    log.warning("text %s: %s (changed while it was being sent)", row.id, exc)
                 progressed = True
                 now = self.clock()
             if not progressed or len(rows) < 200:

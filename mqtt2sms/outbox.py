@@ -223,16 +223,23 @@ class Outbox:
         self._insert(items, durable=False)
 
     def update(self, text_id: str, new_state: str, **fields: object) -> None:
-        """Move a row along the state table; raises OutboxError for a transition it forbids."""
-        cur = self.db.execute("SELECT state FROM texts WHERE id = ?", (text_id,)).fetchone()
+        """Move a row along the state table; raises OutboxError for a transition it forbids.
+
+        The check and the write are one transaction, so the daemon and a `queue` command
+        cannot both move the same row."""
+        sources = [s for s, targets in TRANSITIONS.items() if new_state in targets]
+        sets = "".join(f", {k} = :{k}" for k in fields)
+        marks = ", ".join(f":src{i}" for i in range(len(sources)))
+        sql = f"UPDATE texts SET state = :state{sets} WHERE id = :id AND state IN ({marks})"
+        params = {"state": new_state, "id": text_id, **fields}
+        params.update({f"src{i}": src for i, src in enumerate(sources)})
+        with self._tx() as db:
+            if db.execute(sql, params).rowcount == 1:
+                return
+            cur = db.execute("SELECT state FROM texts WHERE id = ?", (text_id,)).fetchone()
         if cur is None:
             raise OutboxError(f"no text {text_id}")
-        if new_state not in TRANSITIONS[cur[0]]:
-            raise OutboxError(f"text {text_id}: {cur[0]} -> {new_state} is not allowed")
-        sets = ", ".join(f"{k} = :{k}" for k in fields)
-        sql = f"UPDATE texts SET state = :state{', ' + sets if sets else ''} WHERE id = :id"
-        with self._tx():
-            self.db.execute(sql, {"state": new_state, "id": text_id, **fields})
+        raise OutboxError(f"text {text_id}: {cur[0]} -> {new_state} is not allowed")
 
     def requeue_on_start(self, now: dt.datetime) -> int:
         """After a start or reload: rows left `sending` are queued again, and every text
@@ -324,7 +331,8 @@ class Outbox:
         return [
             _row(r)
             for r in self.db.execute(
-                f"SELECT {_COLUMNS} FROM texts WHERE state IN ('queued', 'sending') ORDER BY seq"
+                f"SELECT {_COLUMNS} FROM texts INDEXED BY texts_open"
+                " WHERE state IN ('queued', 'sending') ORDER BY seq"
             )
         ]
 

@@ -199,8 +199,9 @@ class _Builder:
         key = msg.topic
         if rule.key:
             key = self._render(rule, "key", rule.key, v) or msg.topic
-        if obj is not None and not rule.to_set and isinstance(obj.get("key"), str | int):
-            key = str(obj["key"])
+        payload_key = obj.get("key") if obj is not None and not rule.to_set else None
+        if isinstance(payload_key, str | int) and not isinstance(payload_key, bool):
+            key = str(payload_key)
 
         body: str | None = None
         if not fallback:

@@ -171,14 +171,11 @@ def test_payload_to_that_is_not_names_is_rejected_with_an_event() -> None:
     assert states(routed) == ["rejected"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='bug: {"to": []} is dropped silently (no text, no event): _recipients returns None '
-    "for an empty name list without recording anything",
-)
-def test_an_empty_payload_to_list_is_not_lost_silently() -> None:
+def test_an_empty_payload_to_list_is_rejected_not_lost_silently() -> None:
     routed = run(config(), ALERTS, '{"message": "x", "to": []}')
-    assert routed.texts or "rejected" in states(routed)
+    assert routed.texts == ()
+    assert states(routed) == ["rejected"]
+    assert routed.events[0].error is not None and "no one" in routed.events[0].error
 
 
 def test_an_unknown_payload_priority_is_ignored_and_logged() -> None:
@@ -244,17 +241,13 @@ def test_a_json_object_without_a_message_string_is_texted_as_is() -> None:
     assert text.body == '{"message": 42}'
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a message that renders to characters GSM-7 drops (emoji, control or "
-    "zero-width characters) becomes an empty SMS body; the router checks emptiness before "
-    "format_sms, not after",
-)
 @pytest.mark.parametrize("payload", ["😀", "\x00", "\u200b"])
-def test_a_message_that_formats_to_nothing_is_not_sent_empty(payload: str) -> None:
+def test_a_message_that_formats_to_nothing_falls_back_and_is_never_sent_empty(
+    payload: str,
+) -> None:
     routed = run(config(), ALERTS, payload)
-    assert routed.texts
-    assert all(t.body.strip() for t in routed.texts)
+    assert [t.body for t in routed.texts] == ["sms:"]
+    assert any("nothing a phone can show" in p for p in routed.problems)
 
 
 # --------------------------------------------------------------------------- when, templates
