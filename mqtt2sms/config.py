@@ -38,6 +38,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from mqtt2sms import carriers
 from mqtt2sms.errors import ConfigError
+from mqtt2sms.rules import filter_covers_base
 
 # --------------------------------------------------------------------------- the data
 
@@ -387,20 +388,6 @@ def topic_name_problem(topic: str) -> str | None:
     if "\0" in topic:
         return "a topic may not hold NUL"
     return None
-
-
-def filter_covers_base(topic_filter: str, base_topic: str) -> bool:
-    """Whether ``topic_filter`` matches some topic strictly under ``base_topic/``."""
-    flevels = topic_filter.split("/")
-    blevels = base_topic.split("/")
-    for i, blevel in enumerate(blevels):
-        if i >= len(flevels):
-            return False
-        if flevels[i] == "#":
-            return True
-        if flevels[i] not in ("+", blevel):
-            return False
-    return len(flevels) > len(blevels)
 
 
 def default_state_dir(env: Mapping[str, str]) -> str | None:

@@ -357,20 +357,10 @@ class Sender:
         self._blocked_until = None
         old = now - dt.timedelta(seconds=self.config.limits.max_age)
         for row in self.outbox.expire(old, now):
-            self._count("failed")
-            self.emit(
-                Event(
-                    id=row.id,
-                    state="expired",
-                    at=now,
-                    rule=row.rule,
-                    to=row.recipient,
-                    via=row.current_via,
-                    attempts=row.attempts,
-                    error=f"not delivered within {self.config.limits.max_age:g}s"
-                    + (f": {row.last_error}" if row.last_error else ""),
-                )
-            )
+            error = f"not delivered within {self.config.limits.max_age:g}s"
+            if row.last_error:
+                error += f": {row.last_error}"
+            self._row_event(row, "expired", row.current_via, row.attempts, error)
         while not self.stopping.is_set():
             rows = self.outbox.due(now, 200)
             progressed = False
@@ -502,20 +492,10 @@ class Sender:
             self._transport_ok(name)
             done = self.clock()
             latency = (done - from_ts(row.created_at)).total_seconds() * 1000.0
-            self._count("sent")
             self.stats.last_sent_at = done.astimezone(self.tz).isoformat(timespec="seconds")
-            self.emit(
-                Event(
-                    id=row.id,
-                    state="sent",
-                    at=done,
-                    rule=row.rule,
-                    to=row.recipient,
-                    via=name,
-                    attempts=attempts,
-                    latency_ms=latency,
-                    extra={"send_ms": round((time.monotonic() - started) * 1000, 1)},
-                )
+            send_ms = round((time.monotonic() - started) * 1000, 1)
+            self._row_event(
+                row, "sent", name, attempts, None, latency_ms=latency, extra={"send_ms": send_ms}
             )
             return Outcome(
                 "sent",
@@ -530,19 +510,7 @@ class Sender:
                 via=name,
                 attempts=attempts,
             )
-        self._count("failed")
-        self.emit(
-            Event(
-                id=row.id,
-                state="failed",
-                at=now,
-                rule=row.rule,
-                to=row.recipient,
-                via=row.via[-1] if row.via else None,
-                attempts=attempts,
-                error=last_error,
-            )
-        )
+        self._row_event(row, "failed", row.via[-1] if row.via else None, attempts, last_error)
         return Outcome(
             "failed",
             {
@@ -556,17 +524,33 @@ class Sender:
         )
 
     def _deferred_event(self, row: Row, out: Outcome, next_at: float) -> None:
+        next_try = from_ts(next_at).isoformat(timespec="seconds")
+        self._row_event(
+            row, "deferred", out.via, out.attempts, out.error, extra={"next_try": next_try}
+        )
+
+    def _row_event(
+        self,
+        row: Row,
+        state: str,
+        via: str | None,
+        attempts: int,
+        error: str | None,
+        latency_ms: float | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
         self.emit(
             Event(
                 id=row.id,
-                state="deferred",
+                state=state,
                 at=self.clock(),
                 rule=row.rule,
                 to=row.recipient,
-                via=out.via,
-                attempts=out.attempts,
-                error=out.error,
-                extra={"next_try": from_ts(next_at).isoformat(timespec="seconds")},
+                via=via,
+                attempts=attempts,
+                error=error,
+                latency_ms=latency_ms,
+                extra=extra or {},
             )
         )
 
@@ -613,8 +597,8 @@ class Sender:
         self._stats_dirty = True
 
     def emit(self, ev: Event) -> None:
-        if ev.state in ("suppressed", "rejected"):
-            self._count(ev.state)
+        """Count, log and publish one outcome."""
+        self._count(ev.state)
         if ev.state == "suppressed" and ev.error and ev.error.startswith("daily cap"):
             self.stats.last_error = ev.error
         payload = ev.as_json()
