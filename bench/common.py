@@ -314,11 +314,11 @@ def _run_sink(port: int, out: str, mode_file: str) -> None:
 # --------------------------------------------------------------------------- MQTT helpers
 
 
-def mqtt_client(port: int, client_id: str) -> Any:
+def mqtt_client(port: int, client_id: str, clean: bool = True) -> Any:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
-    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
     c.connect("127.0.0.1", port)
