@@ -14,7 +14,6 @@ import logging
 import os
 import queue
 import random
-import secrets
 import signal
 import threading
 import time
@@ -23,11 +22,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from mqtt2sms import config as cfg
 from mqtt2sms import discovery, retry, throttle
-from mqtt2sms.broker import EmbeddedBroker
 from mqtt2sms.errors import ConfigError, PermanentDeliveryError, TemporaryDeliveryError
 from mqtt2sms.model import Event, Message, Text
 from mqtt2sms.mqtt import MqttLink
@@ -36,8 +34,10 @@ from mqtt2sms.outbox import Outbox, OutboxError, Row, from_ts, ts
 from mqtt2sms.render import Templates
 from mqtt2sms.router import route
 from mqtt2sms.transports.base import OutgoingText, Transport
-from mqtt2sms.transports.maildir import MaildirTransport
 from mqtt2sms.transports.smtp import SmtpTransport
+
+if TYPE_CHECKING:
+    from mqtt2sms.broker import EmbeddedBroker
 
 log = logging.getLogger("mqtt2sms")
 elog = logging.getLogger("mqtt2sms.event")
@@ -71,6 +71,8 @@ def build_transports(config: cfg.Config) -> dict[str, Transport]:
     if config.smtp is not None:
         out["smtp"] = SmtpTransport(config.smtp)
     else:
+        from mqtt2sms.transports.maildir import MaildirTransport  # the dry run only
+
         out["smtp"] = MaildirTransport(os.path.join(config.state_dir, "maildir"))
     return out
 
@@ -167,6 +169,7 @@ class Sender:
         self._blocked_until: float | None = None
         self._due_changed = True
         self._dirty = False
+        self._flushed = 0.0
         self._stats_dirty = True
         self._stats_published = 0.0
         self._data_version = outbox.data_version()
@@ -200,7 +203,7 @@ class Sender:
             log.exception("the sender stopped on an unexpected error")
             raise
         finally:
-            self._flush()
+            self._flush(force=True)
             for t in self.transports.values():
                 try:
                     t.close()
@@ -237,16 +240,21 @@ class Sender:
                 self.failures = 0
 
     def _wait_time(self) -> float:
-        now = time.time()
-        wake = now + 1.0  # notice `queue` commands within a second
+        """Seconds until something is due: a queued text, a stats or state write, or the
+        once-a-second look for `queue` commands. Nothing polls faster than that."""
+        now = ts(self.clock())
+        wait = 1.0
         nd = self._next_due
         if nd is not None:
             if nd <= now:
                 nd = self._blocked_until if self._blocked_until is not None else now
-            wake = min(wake, nd)
+            wait = min(wait, nd - now)
+        mono = time.monotonic()
         if self._stats_dirty:
-            wake = min(wake, self._stats_published + 1.0)
-        return max(0.0, wake - now)
+            wait = min(wait, self._stats_published + 1.0 - mono)
+        if self._dirty:
+            wait = min(wait, self._flushed + 1.0 - mono)
+        return max(0.0, wait)
 
     def _housekeeping(self) -> None:
         now = self.clock()
@@ -307,7 +315,7 @@ class Sender:
             self.ack(msg)
             return
         now = self.clock()
-        alert_id = secrets.token_hex(5)
+        alert_id = os.urandom(5).hex()
         routed = route(self.config, self.templates, msg, self.throttle, now, self.tz, alert_id)
         self.throttle = routed.state
         self._dirty = True
@@ -632,15 +640,19 @@ class Sender:
         self._stats_published = time.monotonic()
         self._stats_dirty = False
 
-    def _flush(self) -> None:
-        if self._dirty:
+    def _flush(self, force: bool = False) -> None:
+        """Save throttle state and counters, at most once a second (and at a stop)."""
+        mono = time.monotonic()
+        if self._dirty and (force or mono - self._flushed >= 1.0):
             self.outbox.set_kv(
                 {
                     "throttle": throttle.to_json(self.throttle),
                     "stats": json.dumps(dataclasses.asdict(self.stats)),
-                }
+                },
+                durable=False,
             )
             self._dirty = False
+            self._flushed = mono
 
     # -- reload ----------------------------------------------------------------------------
 
@@ -717,7 +729,7 @@ class Daemon:
         self._reload = threading.Event()
         self._stop = threading.Event()
         self._online = False
-        self.broker: EmbeddedBroker | None = None
+        self.broker: EmbeddedBroker | None = None  # only with mqtt.embedded
         self.link: MqttLink | None = None
         self.outbox: Outbox | None = None
         self.sender: Sender | None = None
@@ -798,6 +810,8 @@ class Daemon:
         self.notifier.ready()
         self.notifier.status(f"waiting for broker {c.mqtt.host}:{c.mqtt.port}")
         if c.mqtt.embedded:
+            from mqtt2sms.broker import EmbeddedBroker  # asyncio only when it is needed
+
             self.broker = EmbeddedBroker(c.mqtt.host, c.mqtt.port)
             self.broker.start()
         self._start_link()

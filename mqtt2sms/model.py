@@ -7,7 +7,7 @@ A paho message becomes a ``Message`` at the edge (``mqtt.py``); the router turns
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -36,8 +36,8 @@ class Message:
     @property
     def digest(self) -> str:
         """Identifies topic and payload, for recognising a redelivery."""
-        h = hashlib.sha256(self.topic.encode("utf-8", "replace") + b"\0" + self.payload)
-        return h.hexdigest()[:32]
+        topic = self.topic.encode("utf-8", "replace")
+        return f"{zlib.crc32(self.payload, zlib.crc32(topic)):08x}-{len(self.payload)}"
 
 
 @dataclass(frozen=True)

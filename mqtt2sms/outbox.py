@@ -140,21 +140,30 @@ class Outbox:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=10000")
+        self.db.execute("PRAGMA cache_size=-512")  # KiB: the hot rows are few; RSS matters
         self.db.executescript(_SCHEMA)
 
     def close(self) -> None:
         self.db.close()
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction. ``durable=False`` commits without an fsync: it survives the process
+        being killed (the OS has the WAL pages), only a power cut can lose it."""
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
+        if not durable:
+            db.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            if not durable:
+                db.execute("PRAGMA synchronous=FULL")
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -199,27 +208,18 @@ class Outbox:
             }
             d.update(extra)
             rows.append(d)
-        if durable:
-            with self._tx() as db:
-                db.executemany(sql, rows)
-            return
-        # History (texts already sent) is committed without an fsync: it survives the process
-        # being killed (the OS has the WAL pages), which is what recognising a redelivery
-        # needs, and puts no fsync on an alert's path. Only a power cut can lose it, and then
-        # the worst case is one duplicate text.
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        try:
-            with self._tx() as db:
-                db.executemany(sql, rows)
-        finally:
-            self.db.execute("PRAGMA synchronous=FULL")
+        with self._tx(durable) as db:
+            db.executemany(sql, rows)
 
     def enqueue(self, items: Sequence[tuple[Text, dict[str, object]]]) -> None:
         """Commit texts that could not leave at once (durable before the MQTT ack)."""
         self._insert(items)
 
     def record(self, items: Sequence[tuple[Text, dict[str, object]]]) -> None:
-        """Write finished texts (sent at once, or failed) as history, without an fsync."""
+        """Write finished texts (sent at once, or failed) as history, without an fsync.
+
+        Recognising a redelivery after a crash needs this record, and an alert's path needs
+        no fsync: only a power cut can lose it, and then the worst case is one duplicate."""
         self._insert(items, durable=False)
 
     def update(self, text_id: str, new_state: str, **fields: object) -> None:
@@ -370,8 +370,8 @@ class Outbox:
         r = self.db.execute("SELECT v FROM kv WHERE k = ?", (k,)).fetchone()
         return None if r is None else str(r[0])
 
-    def set_kv(self, items: dict[str, str]) -> None:
-        with self._tx():
+    def set_kv(self, items: dict[str, str], durable: bool = True) -> None:
+        with self._tx(durable):
             self.db.executemany(
                 "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
                 list(items.items()),

@@ -36,7 +36,7 @@ class MaildirTransport:
     def send(self, text: OutgoingText) -> Receipt:
         """Write one mail into new/; the receipt's detail is its file name."""
         message = build_email(text, self._from, self._clock(), self._domain)
-        data = message.as_bytes(policy=message.policy.clone(linesep="\n"))
+        data = message.as_bytes().replace(b"\r\n", b"\n")  # files on disk use LF
         try:
             if self._box is None:
                 # Maildir(create=True) leaves an existing, empty directory without tmp/new/cur
