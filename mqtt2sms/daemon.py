@@ -15,6 +15,7 @@ import os
 import queue
 import random
 import signal
+import sqlite3
 import threading
 import time
 import zoneinfo
@@ -804,7 +805,11 @@ class Daemon:
             log.info(
                 "no smtp section: dry run, texts go to %s", os.path.join(c.state_dir, "maildir")
             )
-        self.outbox = Outbox(outbox_path(c))
+        try:
+            self.outbox = Outbox(outbox_path(c))
+        except (OSError, sqlite3.Error) as exc:
+            log.error("state_dir: cannot open the outbox %s: %s", outbox_path(c), exc)
+            return 2
         self.sender = Sender(c, self.outbox, self._publish, self._ack, self.env)
         self.sender.start()
         self.notifier.ready()
@@ -813,7 +818,12 @@ class Daemon:
             from mqtt2sms.broker import EmbeddedBroker  # asyncio only when it is needed
 
             self.broker = EmbeddedBroker(c.mqtt.host, c.mqtt.port)
-            self.broker.start()
+            try:
+                self.broker.start()
+            except RuntimeError as exc:
+                log.error("%s", exc)
+                self.shutdown()
+                return 1
         self._start_link()
         log.info(
             "mqtt2sms %s started: %d rule(s), state in %s", _version(), len(c.rules), c.state_dir

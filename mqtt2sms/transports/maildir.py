@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import mailbox
 import os
 from collections.abc import Callable
@@ -10,6 +11,8 @@ from datetime import datetime
 from ..errors import TemporaryDeliveryError
 from .base import OutgoingText, Receipt
 from .smtp import build_email, parse_from
+
+log = logging.getLogger("mqtt2sms.dryrun")
 
 
 class MaildirTransport:
@@ -48,6 +51,7 @@ class MaildirTransport:
             raise TemporaryDeliveryError(
                 f"maildir {self._directory}: {exc.strerror or exc}", scope="transport"
             ) from exc
+        log.info("dry run, not sent: to %s: %s", message.recipient, text.body.replace("\n", " "))
         return Receipt(self.name, str(message["Message-ID"]), key)
 
     def close(self) -> None:
