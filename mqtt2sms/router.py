@@ -188,6 +188,14 @@ class _Builder:
         names = self._recipients(rule, obj)
         if names is None:
             return
+        if not names:
+            self._event(
+                "rejected",
+                rule,
+                error=f"rule {rule.name} has no recipients: set `to` (on the rule or in "
+                "defaults) or name them in a JSON payload",
+            )
+            return
         priority = rule.options.priority
         if obj is not None and not rule.to_set and "priority" in obj:
             p = obj["priority"]

@@ -725,3 +725,11 @@ def test_route_never_raises_and_every_text_fits(
         # A deferred event carries its text's id; every other id is new.
         ids = [t.id for t in routed.texts] + [e.id for e in routed.events if e.state != "deferred"]
         assert len(ids) == len(set(ids))
+
+
+def test_a_rule_with_no_recipients_is_a_rejected_event_not_silence() -> None:
+    cfg = config(base="contacts:\n  alex: {email: a@example.com}\n")
+    routed = run(cfg, "home/alerts/sms", "hello")
+    assert routed.texts == ()
+    assert [e.state for e in routed.events] == ["rejected"]
+    assert "no recipients" in (routed.events[0].error or "")
