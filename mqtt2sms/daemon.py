@@ -781,6 +781,8 @@ class Daemon:
         where = f"{c.host}:{c.port}"
         if not self._online:
             text = f"waiting for broker {where}"
+            if self.link is not None and self.link.refused:
+                text += f": it refused us ({self.link.refused})"
         else:
             s = self.sender
             queued = s.queued if s else 0

@@ -92,6 +92,7 @@ class MqttLink:
         self._pending_sub: int | None = None
         self.connected = False
         self._stopping = False
+        self.refused: str | None = None  # the broker's reason, while it refuses us
         self.status_topic = f"{cfg.base_topic}/status"
         c = make_client(cfg, cfg.client_id, clean=False, manual_ack=True)
         c.will_set(self.status_topic, "offline", qos=1, retain=True)
@@ -107,8 +108,10 @@ class MqttLink:
     # paho callbacks (network thread) -----------------------------------------------------
     def _connected(self, client: paho.Client, _u: object, flags: Any, rc: Any, _p: Any) -> None:
         if rc.is_failure:
+            self.refused = str(rc)
             log.warning("broker %s:%d refused the connection: %s", self.cfg.host, self.cfg.port, rc)
             return
+        self.refused = None
         log.info(
             "connected to %s:%d (session %s)",
             self.cfg.host,

@@ -50,15 +50,30 @@ def wait_for(pred: Callable[[], object], timeout: float = 10.0, what: str = "con
 
 
 class Mosquitto:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        users: dict[str, str] | None = None,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
+        """``users``: name -> password (anonymous refused); ``tls``: (certfile, keyfile)."""
         self.port = free_port()
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "mosquitto.conf"
-        lines = [
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+        lines = [f"listener {self.port} 127.0.0.1"]
+        if tls is not None:
+            lines += [f"certfile {tls[0]}", f"keyfile {tls[1]}"]
+        if users:
+            pwfile = workdir / "passwd"
+            pwfile.write_text("")
+            for name, password in users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(pwfile), name, password], check=True)
+            lines += ["allow_anonymous false", f"password_file {pwfile}"]
+        else:
+            lines.append("allow_anonymous true")
+        lines += [
             "persistence true",
             f"persistence_location {workdir}/",
             "autosave_interval 1",
@@ -226,7 +241,13 @@ def sink() -> Iterator[Sink]:
 class Watcher:
     """A test client: subscribes to the daemon's topics and publishes alerts."""
 
-    def __init__(self, port: int, base: str = "mqtt2sms") -> None:
+    def __init__(
+        self,
+        port: int,
+        base: str = "mqtt2sms",
+        auth: tuple[str, str] | None = None,
+        ca_certs: str | None = None,
+    ) -> None:
         self.base = base
         self.events: list[dict[str, Any]] = []
         self.retained: dict[str, str] = {}
@@ -236,6 +257,10 @@ class Watcher:
             CallbackAPIVersion.VERSION2, client_id=f"watcher-{port}-{id(self)}"
         )
         self.client.on_message = self._on_message
+        if auth is not None:
+            self.client.username_pw_set(*auth)
+        if ca_certs is not None:
+            self.client.tls_set(ca_certs=ca_certs)
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(f"{base}/#", qos=1)
         self.client.loop_start()
