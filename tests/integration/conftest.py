@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -387,3 +389,29 @@ def base_config(broker_port: int, smtp_port: int | None, extra: str = "") -> str
 
 def wait_online(w: Watcher, timeout: float = 15) -> None:
     wait_for(lambda: w.status() == "online", timeout, "mqtt2sms/status online")
+
+
+def running(d: DaemonProc, port: int) -> Watcher:
+    """Start the daemon with a watcher on the broker; return once it says `online`."""
+    w = Watcher(port)
+    d.start()
+    wait_online(w)
+    return w
+
+
+@contextlib.contextmanager
+def stalled_data(sink: Sink, seconds: float, reply: str) -> Iterator[asyncio.Event]:
+    """The sink hangs in DATA (the event is set when a send reaches it), then answers."""
+    entered = asyncio.Event()
+
+    async def stall(server: Any, session: Any, envelope: Any) -> str:
+        entered.set()
+        await asyncio.sleep(seconds)
+        return reply
+
+    original = sink.handler.handle_DATA
+    sink.handler.handle_DATA = stall  # type: ignore[method-assign]
+    try:
+        yield entered
+    finally:
+        sink.handler.handle_DATA = original  # type: ignore[method-assign]

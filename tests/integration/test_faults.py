@@ -15,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from .conftest import Mosquitto, Sink, Watcher, base_config, wait_for, wait_online
+from .conftest import (
+    Mosquitto,
+    Sink,
+    Watcher,
+    base_config,
+    running,
+    wait_for,
+)
 
 
 def _seqs(sink: Sink, prefix: str = "alert ") -> Counter[int]:
@@ -36,9 +43,7 @@ def _cli(d: Any, *args: str) -> subprocess.CompletedProcess[str]:
 def test_smtp_outage_then_recovery_keeps_order(mosquitto: Mosquitto, daemon_factory: Any) -> None:
     sink = Sink()  # not started: SMTP is down
     d = daemon_factory(base_config(mosquitto.port, sink.port))
-    w = Watcher(mosquitto.port)
-    d.start()
-    wait_online(w)
+    w = running(d, mosquitto.port)
     for i in range(12):
         to = "alex" if i % 2 == 0 else "sam"
         w.publish("home/alerts/sms", json.dumps({"message": f"alert {i}", "to": to}))
@@ -75,9 +80,7 @@ def test_451_is_retried_and_550_fails_one_recipient(
     mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
 ) -> None:
     d = daemon_factory(base_config(mosquitto.port, sink.port))
-    w = Watcher(mosquitto.port)
-    d.start()
-    wait_online(w)
+    w = running(d, mosquitto.port)
     sink.handler.fail_next = [("RCPT", "451 4.3.0 try later")] * 3
     w.publish("home/alerts/sms", "alert 1")
     wait_for(lambda: sink.mails, 15, "the text after three 451s")
@@ -106,9 +109,7 @@ def test_sigkill_mid_burst_loses_nothing(
     if smtp_up:
         sink.start()
     d = daemon_factory(base_config(mosquitto.port, sink.port))
-    w = Watcher(mosquitto.port)
-    d.start()
-    wait_online(w)
+    w = running(d, mosquitto.port)
     n = 200
     for i in range(n):
         w.client.publish("home/alerts/sms", f"alert {i}", qos=1)
@@ -139,9 +140,7 @@ def test_sigkill_mid_burst_loses_nothing(
 def test_broker_restart_loses_nothing(mosquitto: Mosquitto, daemon_factory: Any) -> None:
     sink = Sink()
     d = daemon_factory(base_config(mosquitto.port, sink.port))
-    w = Watcher(mosquitto.port)
-    d.start()
-    wait_online(w)
+    w = running(d, mosquitto.port)
     for i in range(5):
         w.publish("home/alerts/sms", f"alert {i}")
     wait_for(lambda: len(w.states("deferred")) >= 1, 10, "queued while SMTP is down")
@@ -180,9 +179,7 @@ def test_wrong_password_then_reload(mosquitto: Mosquitto, daemon_factory: Any) -
     d = daemon_factory(
         base_config(mosquitto.port, None, auth.format(port=sink.port, pw="wrong-password-456"))
     )
-    w = Watcher(mosquitto.port)
-    d.start()
-    wait_online(w)
+    w = running(d, mosquitto.port)
     try:
         for i in range(3):
             w.publish("home/alerts/sms", f"alert {i}")
@@ -226,9 +223,7 @@ def test_queue_retry_and_drop(mosquitto: Mosquitto, daemon_factory: Any) -> None
     """,
         )
     )
-    w = Watcher(mosquitto.port)
-    d.start()
-    wait_online(w)
+    w = running(d, mosquitto.port)
     try:
         w.publish("home/alerts/sms", "alert 1")
         w.publish("home/alerts/sms", "alert 2")

@@ -7,7 +7,14 @@ import json
 import time
 from typing import Any
 
-from .conftest import Mosquitto, Sink, Watcher, base_config, wait_for, wait_online
+from .conftest import (
+    Mosquitto,
+    Sink,
+    Watcher,
+    base_config,
+    running,
+    wait_for,
+)
 
 LEAK = """
 rules:
@@ -26,9 +33,7 @@ def _run(
     env: dict[str, str] | None = None,
 ) -> tuple[Any, Watcher]:
     d = daemon_factory(base_config(mosquitto.port, sink.port, extra), env)
-    w = Watcher(mosquitto.port)
-    d.start()
-    wait_online(w)
+    w = running(d, mosquitto.port)
     return d, w
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import mailbox
 import signal
@@ -15,6 +14,8 @@ from .conftest import (
     Watcher,
     base_config,
     free_port,
+    running,
+    stalled_data,
     wait_for,
     wait_online,
 )
@@ -33,9 +34,7 @@ def test_alert_becomes_mail_to_the_gateway(
     mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
 ) -> None:
     d = daemon_factory(base_config(mosquitto.port, sink.port))
-    w = Watcher(mosquitto.port)
-    d.start()
-    wait_online(w)
+    w = running(d, mosquitto.port)
     w.publish("home/alerts/sms", "Garage door open")
     wait_for(lambda: sink.mails, 10, "a mail")
     mail = sink.mails[0]
@@ -70,9 +69,7 @@ def test_json_payload_rules_and_bad_input(
     mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
 ) -> None:
     d = daemon_factory(base_config(mosquitto.port, sink.port, LEAK_RULE))
-    w = Watcher(mosquitto.port)
-    d.start()
-    wait_online(w)
+    w = running(d, mosquitto.port)
     w.publish(
         "home/alerts/sms",
         json.dumps({"message": "Smoke in the hall", "to": "family", "priority": "high"}),
@@ -123,9 +120,7 @@ def test_published_while_stopped_is_sent_after_start(
     mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
 ) -> None:
     d = daemon_factory(base_config(mosquitto.port, sink.port))
-    w = Watcher(mosquitto.port)
-    d.start()
-    wait_online(w)
+    w = running(d, mosquitto.port)
     assert d.stop() == 0
     for i in range(5):
         w.publish("home/alerts/sms", f"while away {i}")
@@ -141,22 +136,11 @@ def test_sigkill_before_the_send_is_redelivered(
 ) -> None:
     """The broker delivered, the daemon died mid-send: the text arrives after a restart."""
     d = daemon_factory(base_config(mosquitto.port, sink.port))
-    w = Watcher(mosquitto.port)
-    d.start()
-    wait_online(w)
-    entered = asyncio.Event()
-
-    async def stall(server: Any, session: Any, envelope: Any) -> str:
-        entered.set()
-        await asyncio.sleep(60)
-        return "250 late"
-
-    original = sink.handler.handle_DATA
-    sink.handler.handle_DATA = stall  # type: ignore[method-assign]
-    w.publish("home/alerts/sms", "smoke in the attic")
-    wait_for(entered.is_set, 10, "the send to start")
-    d.kill()
-    sink.handler.handle_DATA = original  # type: ignore[method-assign]
+    w = running(d, mosquitto.port)
+    with stalled_data(sink, 60, "250 late") as entered:
+        w.publish("home/alerts/sms", "smoke in the attic")
+        wait_for(entered.is_set, 10, "the send to start")
+        d.kill()
     d.start()
     wait_for(lambda: sink.mails, 15, "the text after restart")
     assert [m.body for m in sink.mails] == ["smoke in the attic"]
@@ -198,9 +182,7 @@ def _try_watcher(port: int) -> Watcher | None:
 
 def test_sigterm_stops_cleanly(mosquitto: Mosquitto, sink: Sink, daemon_factory: Any) -> None:
     d = daemon_factory(base_config(mosquitto.port, sink.port))
-    w = Watcher(mosquitto.port)
-    d.start()
-    wait_online(w)
+    w = running(d, mosquitto.port)
     d.signal(signal.SIGINT)
     assert d.proc.wait(15) == 0
     wait_for(lambda: w.status() == "offline", 5, "offline")
@@ -213,9 +195,7 @@ def test_mqtt5_persistent_session(mosquitto: Mosquitto, sink: Sink, daemon_facto
             "client_id: mqtt2sms-test", 'client_id: mqtt2sms-test\n  protocol: "5"'
         )
     )
-    w = Watcher(mosquitto.port)
-    d.start()
-    wait_online(w)
+    w = running(d, mosquitto.port)
     w.publish("home/alerts/sms", "over MQTT 5")
     wait_for(lambda: sink.mails, 10, "a mail")
     assert d.stop() == 0

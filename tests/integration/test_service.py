@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import socket
 import time
@@ -11,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from .conftest import Mosquitto, Sink, Watcher, base_config, free_port, wait_for, wait_online
+from .conftest import (
+    Mosquitto,
+    Sink,
+    base_config,
+    free_port,
+    running,
+    stalled_data,
+    wait_for,
+)
 
 
 class NotifySocket:
@@ -77,9 +84,7 @@ def test_reload_bad_config_keeps_old_and_new_rule_applies(
     d = daemon_factory(
         base_config(mosquitto.port, sink.port), env={"NOTIFY_SOCKET": str(notify_socket.path)}
     )
-    w = Watcher(mosquitto.port)
-    d.start()
-    wait_online(w)
+    w = running(d, mosquitto.port)
     wait_for(
         lambda: any("connected to" in line for line in notify_socket.lines()),
         10,
@@ -121,26 +126,15 @@ def test_sigterm_during_a_send_exits_0_and_loses_nothing(
     mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
 ) -> None:
     d = daemon_factory(base_config(mosquitto.port, sink.port))
-    w = Watcher(mosquitto.port)
-    d.start()
-    wait_online(w)
-    entered = asyncio.Event()
-
-    async def stall(server: Any, session: Any, envelope: Any) -> str:
-        entered.set()
-        await asyncio.sleep(30)
-        return "451 too late"
-
-    original = sink.handler.handle_DATA
-    sink.handler.handle_DATA = stall  # type: ignore[method-assign]
-    w.publish("home/alerts/sms", "in flight at the stop")
-    wait_for(entered.is_set, 10, "the send to start")
-    t0 = time.monotonic()
-    d.signal(signal.SIGTERM)
-    assert d.proc.wait(15) == 0
-    took = time.monotonic() - t0
-    assert took < 12, f"the stop took {took:.1f}s"
-    sink.handler.handle_DATA = original  # type: ignore[method-assign]
+    w = running(d, mosquitto.port)
+    with stalled_data(sink, 30, "451 too late") as entered:
+        w.publish("home/alerts/sms", "in flight at the stop")
+        wait_for(entered.is_set, 10, "the send to start")
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        assert d.proc.wait(15) == 0
+        took = time.monotonic() - t0
+        assert took < 12, f"the stop took {took:.1f}s"
     # either sent or still queued / unacknowledged: after a restart it arrives
     d.start()
     wait_for(lambda: sink.mails, 20, "the text after the restart")
@@ -170,9 +164,7 @@ def test_no_secret_in_any_log_line(mosquitto: Mosquitto, daemon_factory: Any) ->
         ),
         env={"SMTP_PASSWORD": secret},
     )
-    w = Watcher(mosquitto.port)
-    d.start()
-    wait_online(w)
+    w = running(d, mosquitto.port)
     try:
         w.publish("home/alerts/sms", "hello")
         wait_for(lambda: w.states("deferred"), 10, "the failed login")
