@@ -64,13 +64,20 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         loaded = cfg.load_config(args.config, env)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
         n = len(exc.problems)
-        print(f"config refused: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+        summary = f"config refused: {n} error{'s' if n != 1 else ''}"
+        for line in [*exc.problems, summary]:
+            # the daemon logs (journald sees an error priority); the other commands print
+            if args.command == "run":
+                log.error("%s", line)
+            else:
+                print(line, file=sys.stderr)
         return 2
     for warning in loaded.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        if args.command == "run":
+            log.warning("%s", warning)
+        else:
+            print(f"warning: {warning}", file=sys.stderr)
     if args.command == "run":
         from mqtt2sms.daemon import Daemon
 

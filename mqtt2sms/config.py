@@ -1489,7 +1489,9 @@ def parse_config(
         state_dir = default_state_dir(env)
         if state_dir is None:
             p.error(
-                root, "state_dir", "not set, and none of STATE_DIRECTORY, XDG_STATE_HOME, HOME is"
+                root,
+                "state_dir",
+                "not set, and none of STATE_DIRECTORY, XDG_STATE_HOME, HOME is set",
             )
 
     contacts = _contacts(p, node("contacts"), defaults.country_code)

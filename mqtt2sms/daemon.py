@@ -45,6 +45,7 @@ elog = logging.getLogger("mqtt2sms.event")
 
 IDLE_CLOSE = 15.0  # seconds without work before an SMTP connection is closed
 STOP_GRACE = 10.0  # seconds the transaction in flight may take at a stop
+RELOAD_WAIT = 5.0  # seconds a reload waits for the sender and the broker before READY=1
 
 
 def utcnow() -> dt.datetime:
@@ -126,6 +127,7 @@ class Outcome:
 @dataclass(frozen=True)
 class Reload:
     loaded: cfg.Loaded
+    applied: threading.Event = field(default_factory=threading.Event)
 
 
 _WAKE = object()
@@ -227,6 +229,7 @@ class Sender:
                     self.handle(item)
                 elif isinstance(item, Reload):
                     self._apply_reload(item.loaded)
+                    item.applied.set()
                 if self.inbox.empty():
                     self._housekeeping()
             except Exception:
@@ -586,8 +589,10 @@ class Sender:
         st = self.tstate[name]
         if st.failures:
             log.info("%s works again", name)
-            if self.stats.last_error and self.stats.last_error.startswith(f"{name}:"):
-                self.stats.last_error = None
+        # also an error saved by an earlier run: it is over once this way out works
+        if self.stats.last_error and self.stats.last_error.startswith(f"{name}:"):
+            self.stats.last_error = None
+            self._stats_dirty = True
         st.failures = 0
         st.down_until = 0.0
         st.auth = False
@@ -729,6 +734,7 @@ class Daemon:
         self.notifier = Notifier.from_env(env)
         self._reload = threading.Event()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set with either flag, so the main loop acts at once
         self._online = False
         self.broker: EmbeddedBroker | None = None  # only with mqtt.embedded
         self.link: MqttLink | None = None
@@ -740,6 +746,7 @@ class Daemon:
             self._reload.set()
         else:
             self._stop.set()
+        self._wake.set()
 
     def _publish(self, topic: str, payload: str, retain: bool) -> None:
         if self.link is not None:
@@ -833,7 +840,11 @@ class Daemon:
         wd = self.notifier.watchdog_interval()
         tick = min(wd, 5.0) if wd else 5.0
         code = 0
-        while not self._stop.wait(tick):
+        while True:
+            self._wake.wait(tick)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             if self._reload.is_set():
                 self._reload.clear()
                 self._do_reload()
@@ -873,17 +884,24 @@ class Daemon:
         old = self.config
         self.config = loaded.config
         assert self.sender is not None and self.link is not None
-        self.sender.submit(Reload(loaded))
+        reload = Reload(loaded)
+        self.sender.submit(reload)
         if old.mqtt != loaded.config.mqtt:
             log.info("mqtt section changed: reconnecting")
             self.link.stop()
             self._start_link()
         else:
-            self.link.set_filters(subscriptions(loaded.config))
+            subscribed = self.link.set_filters(subscriptions(loaded.config))
+            # READY=1 once the new rules are in force: the sender has them and the broker
+            # has acknowledged the new subscriptions (bounded: a lost SUBACK must not hang us)
+            subscribed.wait(RELOAD_WAIT)
+        reload.applied.wait(RELOAD_WAIT)
+        self._publish_discovery()
         self.notifier.ready()
 
     def shutdown(self) -> None:
         self.notifier.stopping()
+        self.notifier.status("stopping")
         log.info("stopping")
         if self.sender is not None:
             self.sender.stop(STOP_GRACE)

@@ -90,6 +90,7 @@ class MqttLink:
         self._clock = clock
         self._lock = threading.Lock()
         self._pending_sub: int | None = None
+        self._extra_subs: dict[int, threading.Event] = {}  # SUBACKs a reload waits for
         self.connected = False
         self._stopping = False
         self.refused: str | None = None  # the broker's reason, while it refuses us
@@ -134,6 +135,10 @@ class MqttLink:
         if failed:
             log.error("broker refused some subscriptions: %s", ", ".join(failed))
         with self._lock:
+            extra = self._extra_subs.pop(mid, None)
+            if extra is not None:
+                extra.set()
+                return
             if mid != self._pending_sub:
                 return
             self._pending_sub = None
@@ -160,17 +165,27 @@ class MqttLink:
         self.client.connect_async(**connect_kwargs(self.cfg, clean=False))
         self.client.loop_start()
 
-    def set_filters(self, filters: Iterable[str]) -> None:
+    def set_filters(self, filters: Iterable[str]) -> threading.Event:
+        """Change the subscriptions; the event is set once the broker has the new ones."""
         new = sorted(set(filters))
         gone = [f for f in self.filters if f not in new]
         added = [f for f in new if f not in self.filters]
         self.filters = new
+        done = threading.Event()
+        if not self.connected or not added:
+            done.set()
         if not self.connected:
-            return
+            return done
         if gone:
             self.client.unsubscribe(gone)
         if added:
-            self.client.subscribe([(f, 1) for f in added])
+            with self._lock:  # held, so the SUBACK cannot be handled before we note its mid
+                _res, mid = self.client.subscribe([(f, 1) for f in added])
+                if mid is None:
+                    done.set()
+                else:
+                    self._extra_subs[mid] = done
+        return done
 
     def alive(self) -> bool:
         """paho's network thread is running (it reconnects by itself while it does)."""

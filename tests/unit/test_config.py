@@ -101,7 +101,8 @@ def test_state_dir_given_expands_home() -> None:
 
 def test_state_dir_without_any_home_is_an_error() -> None:
     assert problems("", {}) == [
-        "config.yaml:1: state_dir: not set, and none of STATE_DIRECTORY, XDG_STATE_HOME, HOME is"
+        "config.yaml:1: state_dir: not set, and none of STATE_DIRECTORY, XDG_STATE_HOME, "
+        "HOME is set"
     ]
 
 
