@@ -483,9 +483,16 @@ class Sender:
                     reason, next_at = "transport", t_now
                 else:
                     reason = "retry"
-                    next_at = ts(
-                        retry.next_try(attempts, self.config.limits.retry, now, self.rand.random())
+                    # never later than the text's expiry: it is marked `expired` on time
+                    nxt = retry.retry_or_expire(
+                        from_ts(row.created_at),
+                        attempts,
+                        self.config.limits.retry,
+                        self.config.limits.max_age,
+                        now,
+                        self.rand.random(),
                     )
+                    next_at = t_now if nxt is None else ts(nxt)
                 if can_fail_over and retry.failover_due(from_ts(first_fail), failover_after, now):
                     via_index, first_fail = via_index + 1, None
                     continue

@@ -258,3 +258,32 @@ def test_queue_retry_and_drop(mosquitto: Mosquitto, daemon_factory: Any) -> None
         d.stop()
         sink.stop()
         w.close()
+
+
+def test_a_text_older_than_max_age_expires_with_an_event(
+    mosquitto: Mosquitto, daemon_factory: Any
+) -> None:
+    sink = Sink()  # never started: the text cannot leave
+    d = daemon_factory(
+        base_config(
+            mosquitto.port,
+            sink.port,
+            "limits: {per_recipient: 0, daily_cap: 0, max_age: 2s,"
+            " retry: {first: 0.2s, max: 1s}}\n",
+        )
+    )
+    w = running(d, mosquitto.port)
+    try:
+        w.publish("home/alerts/sms", "alert 1")
+        expired = wait_for(lambda: w.states("expired"), 15, "an expired event")
+        assert expired[0]["to"] == "alex" and "not delivered within 2s" in expired[0]["error"]
+        assert "nothing is waiting" in _cli(d, "queue", "list").stdout
+        stats = wait_for(
+            lambda: json.loads(w.retained.get("mqtt2sms/stats", "{}")).get("failed_today"),
+            5,
+            "failed_today in stats",
+        )
+        assert stats == 1
+    finally:
+        d.stop()
+        w.close()
