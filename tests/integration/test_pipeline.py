@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import mailbox
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -203,5 +204,36 @@ def test_mqtt5_persistent_session(mosquitto: Mosquitto, sink: Sink, daemon_facto
     d.start()
     wait_for(lambda: len(sink.mails) >= 2, 15, "the text published while away")
     assert [m.body for m in sink.mails] == ["over MQTT 5", "while away, MQTT 5"]
+    d.stop()
+    w.close()
+
+
+def test_long_text_split_with_subject_and_gsm7(
+    mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
+) -> None:
+    d = daemon_factory(
+        base_config(
+            mosquitto.port,
+            sink.port,
+            """
+            defaults:
+              to: [alex]
+              long: split
+              max_parts: 3
+              subject: "{{ rule }} alert"
+            """,
+        )
+    )
+    w = running(d, mosquitto.port)
+    words = " ".join(f"word{i}" for i in range(40))  # about 280 characters
+    w.publish("home/alerts/sms", f"“Leak” — {words} 🔥")
+    wait_for(lambda: len(sink.mails) >= 2, 10, "two parts")
+    time.sleep(0.3)
+    bodies = [m.body for m in sink.mails]
+    assert len(bodies) == 2
+    assert bodies[0].startswith('(1/2) "Leak" - word0') and bodies[1].startswith("(2/2) ")
+    assert all(len(b) <= 153 for b in bodies)  # a concatenated part carries 153 septets
+    assert "🔥" not in "".join(bodies) and "word39" in bodies[1]
+    assert {m.msg["Subject"] for m in sink.mails} == {"sms alert"}
     d.stop()
     w.close()
