@@ -8,7 +8,7 @@
 #
 # Usage, as root, from anywhere:   bash bench/systemd_boot.sh
 # Environment (all optional):
-#   ROOTFS=/work/nspawn/m2s-bench   where the container's root file system is made
+#   ROOTFS=/var/tmp/m2s-nspawn      where the container's root file system is made
 #   KEEP_ROOTFS=1                   keep it at the end (default: deleted, about 400 MB)
 #   SRC=head|worktree               what is installed: `git archive HEAD` (default) or the
 #                                   work tree as it is (uncommitted changes included)
@@ -26,7 +26,7 @@
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ROOTFS=${ROOTFS:-/work/nspawn/m2s-bench}
+ROOTFS=${ROOTFS:-/var/tmp/m2s-nspawn}
 KEEP_ROOTFS=${KEEP_ROOTFS:-0}
 SRC=${SRC:-head}
 LIMIT=${LIMIT:-1200}
