@@ -118,7 +118,7 @@ if [[ -z "${MIRROR:-}" ]]; then
     MIRROR=$(grep -rhoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' \
         /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
         2>/dev/null | grep -oE 'https?://[^ ]+' | head -1)
-    MIRROR=${MIRROR:-http://deb.debian.org/debian}
+    [[ -n "$MIRROR" ]] || die "no Debian mirror found in apt's sources: set MIRROR=http://..."
 fi
 echo "mirror: $MIRROR"
 
