@@ -132,6 +132,8 @@ def _per(seconds: float) -> str:
 
 
 def _recipient_lines(config: cfg.Config, rule: cfg.Rule) -> list[str]:
+    from mqtt2sms.router import addresses
+
     names = list(rule.options.to)
     if rule.escalate and rule.escalate in config.escalations:
         names = [n for step in config.escalations[rule.escalate].steps for n in step.to]
@@ -139,9 +141,10 @@ def _recipient_lines(config: cfg.Config, rule: cfg.Rule) -> list[str]:
     lines = []
     for contact in contacts:
         via = cfg.contact_via(config, contact, rule.options, rule.via_set)
+        found = addresses(contact, via)
         addrs = []
         for name in via:
-            addr = contact.gateway_address if name == "smtp" else contact.e164
+            addr = found.get(name)
             if name == "smtp" and config.smtp is None:
                 addrs.append(f"smtp (dry run) {addr}")
             else:

@@ -253,8 +253,8 @@ class _Builder:
         any_accepted = False
         for contact in contacts:
             via = cfg.contact_via(self.config, contact, o, rule.via_set)
-            addresses = _addresses(contact, via)
-            if not addresses:
+            reach = addresses(contact, via)
+            if not reach:
                 self._event(
                     "rejected",
                     rule,
@@ -294,7 +294,7 @@ class _Builder:
                     key=key,
                     recipient=contact.name,
                     via=via,
-                    addresses=addresses,
+                    addresses=reach,
                     body=part,
                     created_at=self.now,
                     subject=subject,
@@ -365,7 +365,9 @@ class _Builder:
         return names or None
 
 
-def _addresses(contact: cfg.Contact, via: tuple[str, ...]) -> dict[str, str]:
+def addresses(contact: cfg.Contact, via: tuple[str, ...]) -> dict[str, str]:
+    """Transport name -> the contact's address for it: the gateway e-mail address for smtp,
+    the E.164 number for the phone ways out. A transport it cannot be reached by is left out."""
     out: dict[str, str] = {}
     for name in via:
         if name == "smtp":
