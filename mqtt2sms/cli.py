@@ -220,7 +220,7 @@ def cmd_check(config: cfg.Config, probe: bool) -> int:
 
 
 def _read_throttle(config: cfg.Config) -> throttle.ThrottleState:
-    from mqtt2sms.daemon import outbox_path
+    from mqtt2sms.system import outbox_path
 
     path = outbox_path(config)
     if not os.path.exists(path):
@@ -239,10 +239,10 @@ def _read_throttle(config: cfg.Config) -> throttle.ThrottleState:
 def cmd_test(
     config: cfg.Config, topic: str, payload: str, as_json: bool, env: Mapping[str, str]
 ) -> int:
-    from mqtt2sms.daemon import local_tz, utcnow
     from mqtt2sms.model import Message
     from mqtt2sms.render import Templates
     from mqtt2sms.router import route
+    from mqtt2sms.system import local_tz, utcnow
 
     now = utcnow()
     msg = Message(topic=topic, payload=payload.encode("utf-8", "surrogateescape"), received_at=now)
@@ -338,8 +338,8 @@ def _age(seconds: float) -> str:
 
 
 def cmd_queue(config: cfg.Config, action: str, text_id: str | None, show_all: bool) -> int:
-    from mqtt2sms.daemon import outbox_path
     from mqtt2sms.outbox import Outbox, OutboxError
+    from mqtt2sms.system import outbox_path
 
     path = outbox_path(config)
     if not os.path.exists(path):

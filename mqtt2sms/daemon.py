@@ -18,7 +18,6 @@ import signal
 import sqlite3
 import threading
 import time
-import zoneinfo
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from mqtt2sms.notify import Notifier
 from mqtt2sms.outbox import Outbox, OutboxError, Row, from_ts, ts
 from mqtt2sms.render import Templates
 from mqtt2sms.router import route
+from mqtt2sms.system import local_tz, outbox_path, utcnow
 from mqtt2sms.transports.base import OutgoingText, Transport
 from mqtt2sms.transports.smtp import SmtpTransport
 
@@ -46,26 +46,6 @@ elog = logging.getLogger("mqtt2sms.event")
 IDLE_CLOSE = 15.0  # seconds without work before an SMTP connection is closed
 STOP_GRACE = 10.0  # seconds the transaction in flight may take at a stop
 RELOAD_WAIT = 5.0  # seconds a reload waits for the sender and the broker before READY=1
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def local_tz(env: Mapping[str, str]) -> dt.tzinfo:
-    """The local zone with its DST rules ($TZ, else /etc/localtime, else a fixed offset)."""
-    name = env.get("TZ", "").lstrip(":")
-    try:
-        if name:
-            return zoneinfo.ZoneInfo(name)
-        with open("/etc/localtime", "rb") as f:
-            return zoneinfo.ZoneInfo.from_file(f, key="localtime")
-    except (OSError, ValueError, zoneinfo.ZoneInfoNotFoundError):
-        return dt.datetime.now().astimezone().tzinfo or dt.UTC
-
-
-def outbox_path(config: cfg.Config) -> str:
-    return os.path.join(config.state_dir, "outbox.sqlite3")
 
 
 def build_transports(config: cfg.Config) -> dict[str, Transport]:
