@@ -10,8 +10,10 @@ import os
 import time
 import zoneinfo
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from mqtt2sms import config as cfg
+if TYPE_CHECKING:
+    from mqtt2sms import config as cfg
 
 
 def utcnow() -> dt.datetime:
