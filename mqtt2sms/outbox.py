@@ -13,6 +13,12 @@ acknowledged. The row then moves along this table, and nowhere else::
 ``transport`` (the way out is down: the transport backs off, not the text), ``retry`` (a
 4xx for this text alone), ``quiet`` (quiet hours: keeps its time across restarts).
 A row left in ``sending`` by a crash is queued again at the next start.
+
+Times (``created_at``, ``next_at``, ``first_fail_at``, ``finished_at``) are seconds on the
+elapsed axis (``elapsed.py``), which does not step with the wall clock; ``hold_until`` is the
+wall-clock end of the quiet hours that hold a ``quiet`` row, from which its ``next_at`` is
+recomputed at a start, a reload and a clock step. The throttle's per-key state lives in the
+``cooldowns`` and ``recent`` tables, one row a key, so a save writes only what changed.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from mqtt2sms.model import Text
@@ -30,7 +36,9 @@ from mqtt2sms.model import Text
 TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"sending", "failed", "expired", "queued"}),
     "sending": frozenset({"sent", "queued", "failed", "expired"}),
-    "sent": frozenset(),
+    "sent": frozenset({"delivered", "undelivered"}),  # a delivery report
+    "delivered": frozenset(),
+    "undelivered": frozenset({"queued"}),  # the report moved it to the next way out
     "failed": frozenset({"queued"}),  # only `queue retry ID`, by the user
     "expired": frozenset({"queued"}),  # likewise
 }
@@ -70,7 +78,18 @@ CREATE INDEX IF NOT EXISTS texts_open_age ON texts(created_at)
 CREATE INDEX IF NOT EXISTS texts_finished ON texts(finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS texts_epoch ON texts(epoch, mid);
 CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cooldowns (
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    last_sent REAL NOT NULL,
+    suppressed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (rule, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS recent (recipient TEXT PRIMARY KEY, times TEXT NOT NULL);
 """
+
+# Columns added after the first release: (name, declaration), added to an older file at open.
+_ADDED_COLUMNS = (("hold_until", "REAL"),)
 
 
 def ts(t: dt.datetime) -> float:
@@ -142,6 +161,10 @@ class Outbox:
         self.db.execute("PRAGMA busy_timeout=10000")
         self.db.execute("PRAGMA cache_size=-512")  # KiB: the hot rows are few; RSS matters
         self.db.executescript(_SCHEMA)
+        have = {str(r[1]) for r in self.db.execute("PRAGMA table_info(texts)")}
+        for name, decl in _ADDED_COLUMNS:
+            if name not in have:
+                self.db.execute(f"ALTER TABLE texts ADD COLUMN {name} {decl}")
 
     def close(self) -> None:
         self.db.close()
@@ -173,10 +196,12 @@ class Outbox:
         sql = (
             "INSERT OR IGNORE INTO texts (id, alert_id, rule, key, recipient, via, addresses, body,"
             " subject, priority, state, reason, created_at, next_at, attempts, first_fail_at,"
-            " last_error, finished_at, transport, remote_id, mid, digest, epoch, via_index)"
+            " last_error, finished_at, transport, remote_id, mid, digest, epoch, via_index,"
+            " hold_until)"
             " VALUES (:id, :alert_id, :rule, :key, :recipient, :via, :addresses, :body, :subject,"
             " :priority, :state, :reason, :created_at, :next_at, :attempts, :first_fail_at,"
-            " :last_error, :finished_at, :transport, :remote_id, :mid, :digest, :epoch, :via_index)"
+            " :last_error, :finished_at, :transport, :remote_id, :mid, :digest, :epoch, :via_index,"
+            " :hold_until)"
         )
         rows = []
         for t, extra in texts:
@@ -205,6 +230,7 @@ class Outbox:
                 "digest": None,
                 "epoch": None,
                 "via_index": 0,
+                "hold_until": None,
             }
             d.update(extra)
             rows.append(d)
@@ -303,6 +329,75 @@ class Outbox:
                     [(ts(now), r.id) for r in rows],
                 )
         return rows
+
+    def reschedule_held(self, e_now: float, wall_now: float, until: float | None) -> int:
+        """Quiet-hours rows: due at ``e_now`` plus what is left of their wall-clock hold.
+
+        ``until`` (a wall time) replaces every row's ``hold_until`` when given (the quiet
+        hours changed at a reload); a hold already over is due now."""
+        with self._tx():
+            if until is not None:
+                self.db.execute(
+                    "UPDATE texts SET hold_until = ? WHERE state = 'queued' AND reason = 'quiet'",
+                    (until,),
+                )
+            c = self.db.execute(
+                "UPDATE texts SET next_at = ? + max(0, coalesce(hold_until, 0) - ?)"
+                " WHERE state = 'queued' AND reason = 'quiet'",
+                (e_now, wall_now),
+            )
+        return c.rowcount
+
+    def load_throttle(
+        self,
+    ) -> tuple[dict[tuple[str, str], tuple[float, int]], dict[str, tuple[float, ...]]]:
+        """The per-key throttle state: (rule, key) -> (last_sent, suppressed), and
+        recipient -> acceptance instants (elapsed axis)."""
+        cooldowns = {
+            (str(r), str(k)): (float(t), int(n))
+            for r, k, t, n in self.db.execute(
+                "SELECT rule, key, last_sent, suppressed FROM cooldowns"
+            )
+        }
+        recent: dict[str, tuple[float, ...]] = {}
+        for name, times in self.db.execute("SELECT recipient, times FROM recent"):
+            try:
+                recent[str(name)] = tuple(float(x) for x in json.loads(str(times)))
+            except (ValueError, TypeError):
+                continue
+        return cooldowns, recent
+
+    def save_throttle(
+        self,
+        cooldowns: Mapping[tuple[str, str], tuple[float, int] | None],
+        recent: Mapping[str, tuple[float, ...] | None],
+        kv: Mapping[str, str],
+    ) -> None:
+        """Write what changed (None deletes), with the counters, in one transaction without
+        an fsync: a kill loses nothing, a power cut at most the last second's counts."""
+        with self._tx(durable=False) as db:
+            gone = [k for k, v in cooldowns.items() if v is None]
+            if gone:
+                db.executemany("DELETE FROM cooldowns WHERE rule = ? AND key = ?", gone)
+            db.executemany(
+                "INSERT INTO cooldowns (rule, key, last_sent, suppressed) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(rule, key) DO UPDATE SET last_sent = excluded.last_sent,"
+                " suppressed = excluded.suppressed",
+                [(r, k, v[0], v[1]) for (r, k), v in cooldowns.items() if v is not None],
+            )
+            db.executemany(
+                "DELETE FROM recent WHERE recipient = ?",
+                [(n,) for n, v in recent.items() if not v],
+            )
+            db.executemany(
+                "INSERT INTO recent (recipient, times) VALUES (?, ?) ON CONFLICT(recipient)"
+                " DO UPDATE SET times = excluded.times",
+                [(n, json.dumps(list(v))) for n, v in recent.items() if v],
+            )
+            db.executemany(
+                "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                list(kv.items()),
+            )
 
     # -- reading ---------------------------------------------------------------------------
 

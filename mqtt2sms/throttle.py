@@ -5,8 +5,16 @@ Theory of operation
 Everything here is a pure function of an immutable ``ThrottleState`` and its arguments: no
 clock, no I/O. ``now`` is always a timezone-aware datetime; ``tz`` is the local zone that
 defines calendar days and quiet hours. A ``check_*`` function decides, a ``note_*`` function
-returns the next state; the caller (the router) persists the state between calls
-(``to_json`` / ``from_json``) so that a restart does not reset it.
+returns the next state. The router threads the state through one message; the engine owns
+the live state: it applies what a message changed (``changes``: a ``Layer`` carries only the
+entries set on top of the live state, so an alert costs O(1) however many keys are held) once
+the message's texts are committed or sent, and saves only those entries (``outbox.py``'s
+throttle tables) so that a restart does not reset it. ``to_json`` / ``from_json`` read the
+single blob that older versions saved.
+
+Two clocks: cooldowns and rate windows are durations, so the caller passes instants on the
+elapsed-time axis (``elapsed.py``: it never steps with the wall clock); the daily cap's
+calendar day and quiet hours are what a person reads, on the wall clock (``now``).
 
 For each message a rule matches, the router does::
 
@@ -49,7 +57,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
@@ -60,8 +68,10 @@ __all__ = [
     "EMPTY",
     "CooldownDecision",
     "CooldownEntry",
+    "Layer",
     "RecipientDecision",
     "ThrottleState",
+    "changes",
     "check_cooldown",
     "check_recipient",
     "day_count",
@@ -93,8 +103,55 @@ class CooldownEntry:
     suppressed: int = 0
 
 
-def _frozen(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
-    return MappingProxyType(dict(mapping))
+class Layer(Mapping[Any, Any]):
+    """A read-only view of ``base`` with a few changes on top.
+
+    A ``note_*`` call adds one change in O(changes), never copying ``base``: the engine keeps
+    the live per-key state in a dict of its own, routes one message against ``Layer(live)``,
+    and once the message's texts are committed applies ``changes`` to it (and to the disk).
+    """
+
+    __slots__ = ("_base", "_changes")
+
+    def __init__(self, base: Mapping[Any, Any], changes: Mapping[Any, Any] | None = None):
+        self._base = base
+        self._changes: Mapping[Any, Any] = MappingProxyType(dict(changes or {}))
+
+    def __getitem__(self, k: Any) -> Any:
+        if k in self._changes:
+            return self._changes[k]
+        return self._base[k]
+
+    def __contains__(self, k: object) -> bool:
+        return k in self._changes or k in self._base
+
+    def __iter__(self) -> Iterator[Any]:
+        yield from self._changes
+        for k in self._base:
+            if k not in self._changes:
+                yield k
+
+    def __len__(self) -> int:
+        return len(self._base) + sum(1 for k in self._changes if k not in self._base)
+
+    @property
+    def changes(self) -> Mapping[Any, Any]:
+        """What was set on top of ``base``."""
+        return self._changes
+
+    def with_(self, k: Any, v: Any) -> Layer:
+        return Layer(self._base, {**self._changes, k: v})
+
+
+def _frozen(mapping: Mapping[Any, Any]) -> Layer:
+    if isinstance(mapping, Layer):
+        return mapping
+    return Layer(MappingProxyType(dict(mapping)))
+
+
+def changes(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    """The entries a routing added on top of the state it started from (all, for a dict)."""
+    return mapping.changes if isinstance(mapping, Layer) else mapping
 
 
 @dataclass(frozen=True)
@@ -239,8 +296,9 @@ def note_suppressed(state: ThrottleState, rule: str, key: str) -> ThrottleState:
     entry = state.cooldowns.get((rule, key))
     if entry is None:
         return state
-    cooldowns = dict(state.cooldowns)
-    cooldowns[(rule, key)] = replace(entry, suppressed=entry.suppressed + 1)
+    cooldowns = _frozen(state.cooldowns).with_(
+        (rule, key), replace(entry, suppressed=entry.suppressed + 1)
+    )
     return replace(state, cooldowns=cooldowns)
 
 
@@ -251,9 +309,8 @@ def note_sent(state: ThrottleState, rule: str, key: str, now: dt.datetime) -> Th
     and the suppressed count back to 0. Raises: ``ValueError`` if ``now`` is naive.
     """
     now = _aware("now", now)
-    cooldowns = dict(state.cooldowns)
-    cooldowns[(rule, key)] = CooldownEntry(last_sent=now, suppressed=0)
-    return replace(state, cooldowns=cooldowns)
+    entry = CooldownEntry(last_sent=now, suppressed=0)
+    return replace(state, cooldowns=_frozen(state.cooldowns).with_((rule, key), entry))
 
 
 # --------------------------------------------------------------------------- quiet hours
@@ -319,6 +376,8 @@ def check_recipient(
     limits: Limits,
     now: dt.datetime,
     tz: dt.tzinfo,
+    *,
+    elapsed: dt.datetime | None = None,
 ) -> RecipientDecision:
     """Decide whether one text (``parts`` SMS parts) may go to ``recipient`` now.
 
@@ -327,10 +386,15 @@ def check_recipient(
     local zone. Out: a ``RecipientDecision``; checks run in order: daily cap, quiet hours,
     rate. Raises: ``ValueError`` if ``now`` is naive or ``parts`` < 1.
 
+    ``elapsed``: the instant on the elapsed-time axis (it does not step with the wall clock)
+    that the rate window is measured on; default ``now``. The cap's day and quiet hours are
+    wall-clock matters and use ``now``.
+
     This only decides: call ``note_accepted`` after ``send`` and ``note_deferred`` after
     ``defer``.
     """
     now = _aware("now", now)
+    at = now if elapsed is None else _aware("elapsed", elapsed)
     if parts < 1:
         raise ValueError(f"parts must be >= 1, got {parts}")
     high = priority == HIGH
@@ -355,13 +419,13 @@ def check_recipient(
 
     rate = limits.per_recipient
     if not high and rate is not None and _rate_active(rate):
-        inside = _in_window(state.recent.get(recipient, ()), now, rate.per)
+        inside = _in_window(state.recent.get(recipient, ()), at, rate.per)
         if len(inside) >= rate.count:
             # The slot frees up when the count-th newest acceptance leaves the window.
             ordered = sorted(inside)
             frees = ordered[len(ordered) - rate.count] + dt.timedelta(seconds=rate.per)
             reason = f"rate limit {_format_rate(rate)} for {recipient}"
-            return RecipientDecision("suppress", reason, max(frees, now))
+            return RecipientDecision("suppress", reason, now + max(frees - at, dt.timedelta(0)))
 
     return RecipientDecision("send")
 
@@ -395,21 +459,23 @@ def note_accepted(
     now: dt.datetime,
     tz: dt.tzinfo,
     rate_window: float | None,
+    *,
+    elapsed: dt.datetime | None = None,
 ) -> ThrottleState:
     """Record a text accepted for sending now: it counts toward the cap and the rate.
 
     In: the state, the contact name, the text's parts, the aware ``now``, the local zone and
     the rate window in seconds (``limits.per_recipient.per``; None or 0: no rate, nothing is
     recorded for it). Out: the new state; the recipient's entries older than the window are
-    pruned. Raises: ``ValueError`` if ``now`` is naive or ``parts`` < 1.
+    pruned. ``elapsed``: as in ``check_recipient``. Raises: ``ValueError`` if ``now`` is
+    naive or ``parts`` < 1.
     """
     state = note_deferred(state, parts, now, tz)
-    now = _aware("now", now)
+    at = _aware("now", now) if elapsed is None else _aware("elapsed", elapsed)
     if not rate_window or rate_window <= 0:
         return state
-    kept = _in_window(state.recent.get(recipient, ()), now, rate_window)
-    recent = dict(state.recent)
-    recent[recipient] = tuple(sorted((*kept, now)))
+    kept = _in_window(state.recent.get(recipient, ()), at, rate_window)
+    recent = _frozen(state.recent).with_(recipient, tuple(sorted((*kept, at))))
     return replace(state, recent=recent)
 
 
