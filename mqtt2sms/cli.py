@@ -202,7 +202,7 @@ def cmd_check(config: cfg.Config, probe: bool) -> int:
         print("\n".join(lines) if lines else "    (no recipients)")
     if not probe:
         return 0
-    from mqtt2sms.daemon import build_transports
+    from mqtt2sms.transports.registry import build as build_transports
 
     failed = 0
     for name, transport in build_transports(config).items():

@@ -230,7 +230,10 @@ def after(
     first = t.first_fail_at or now
     t = replace(t, first_fail_at=first, last_error=result.error)
     new_health = health
-    if result.scope == "transport":
+    if result.scope == "transport" and health.is_down(now):
+        # a try handed over before the way out was known to be down: it says nothing new
+        next_at, reason, next_try = now, "transport", health.down_until
+    elif result.scope == "transport":
         failures = health.failures + 1
         until = retry.transport_backoff(failures, options.retry, now, rand, result.auth)
         new_health = Health(until, failures, result.error, result.auth)

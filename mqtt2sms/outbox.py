@@ -89,7 +89,7 @@ CREATE TABLE IF NOT EXISTS recent (recipient TEXT PRIMARY KEY, times TEXT NOT NU
 """
 
 # Columns added after the first release: (name, declaration), added to an older file at open.
-_ADDED_COLUMNS = (("hold_until", "REAL"),)
+_ADDED_COLUMNS = (("hold_until", "REAL"), ("arrival", "REAL"))
 
 
 def ts(t: dt.datetime) -> float:
@@ -197,11 +197,11 @@ class Outbox:
             "INSERT OR IGNORE INTO texts (id, alert_id, rule, key, recipient, via, addresses, body,"
             " subject, priority, state, reason, created_at, next_at, attempts, first_fail_at,"
             " last_error, finished_at, transport, remote_id, mid, digest, epoch, via_index,"
-            " hold_until)"
+            " hold_until, arrival)"
             " VALUES (:id, :alert_id, :rule, :key, :recipient, :via, :addresses, :body, :subject,"
             " :priority, :state, :reason, :created_at, :next_at, :attempts, :first_fail_at,"
             " :last_error, :finished_at, :transport, :remote_id, :mid, :digest, :epoch, :via_index,"
-            " :hold_until)"
+            " :hold_until, :arrival)"
         )
         rows = []
         for t, extra in texts:
@@ -231,6 +231,7 @@ class Outbox:
                 "epoch": None,
                 "via_index": 0,
                 "hold_until": None,
+                "arrival": None,
             }
             d.update(extra)
             rows.append(d)
@@ -402,19 +403,24 @@ class Outbox:
     # -- reading ---------------------------------------------------------------------------
 
     def due(self, now: dt.datetime, limit: int = 200) -> list[Row]:
+        """Queued rows whose time has come, in queue order: the order their messages arrived
+        (``arrival``, set by the engine: rows of a message whose first try was still out when
+        later ones were committed come after them in ``seq``), else ``seq``."""
         return [
             _row(r)
             for r in self.db.execute(
                 f"SELECT {_COLUMNS} FROM texts INDEXED BY texts_open"
                 " WHERE state IN ('queued', 'sending') AND next_at <= ? AND state = 'queued'"
-                " ORDER BY seq LIMIT ?",
+                " ORDER BY arrival, seq LIMIT ?",
                 (ts(now), limit),
             )
         ]
 
-    def next_due(self) -> float | None:
+    def next_due(self, after: float | None = None) -> float | None:
+        """The earliest ``next_at`` of an open row (later than ``after`` when given)."""
         r = self.db.execute(
-            "SELECT min(next_at) FROM texts WHERE state IN ('queued', 'sending')"
+            "SELECT min(next_at) FROM texts WHERE state IN ('queued', 'sending') AND next_at > ?",
+            (-1e300 if after is None else after,),
         ).fetchone()
         return None if r is None or r[0] is None else float(r[0])
 

@@ -23,6 +23,7 @@ from mqtt2sms import sms, throttle
 from mqtt2sms.errors import TemplateError
 from mqtt2sms.model import MAX_PAYLOAD, Event, Message, Text
 from mqtt2sms.render import NOT_JSON, Templates, Variables, variables
+from mqtt2sms.transports import registry
 
 _RAW_ADDRESS = re.compile(r"^[+\d(][\d\s().+-]*$|@")
 
@@ -69,12 +70,16 @@ def route(
     tz: dt.tzinfo,
     alert_id: str,
     rules: Sequence[cfg.Rule] | None = None,
+    *,
+    elapsed: dt.datetime | None = None,
 ) -> Routed:
     """Decide what a message becomes.
 
     ``now`` is an aware datetime; ``tz`` is the local zone for quiet hours and the daily cap;
     ``alert_id`` names this message's texts (``<alert_id>-<n>``). ``rules`` restricts the rules
-    considered (default: all those whose filter matches). Never raises for any payload.
+    considered (default: all those whose filter matches). ``elapsed``: ``now`` on the
+    elapsed axis (``elapsed.py``), which cooldowns and rate windows are measured on; default
+    ``now``. Never raises for any payload.
     """
     if rules is None:
         rules = rules_mod.matching(config.rules, message.topic, config.mqtt.base_topic)
@@ -93,6 +98,7 @@ def route(
 
     text, parsed = decode_payload(message.payload)
     out = _Builder(config, templates, message, now, tz, alert_id, state, text, parsed)
+    out.elapsed = now if elapsed is None else elapsed
     for rule in rules:
         out.rule(rule)
     return Routed(
@@ -133,6 +139,7 @@ class _Builder:
         self.problems: list[str] = []
         self.matched: list[str] = []
         self._n = 0
+        self.elapsed = now  # the instant cooldowns and rates are measured at
 
     def _next_id(self) -> str:
         self._n += 1
@@ -199,8 +206,8 @@ class _Builder:
         priority = rule.options.priority
         if obj is not None and not rule.to_set and "priority" in obj:
             p = obj["priority"]
-            if p in ("normal", "high"):
-                priority = str(p)
+            if isinstance(p, str) and p.strip().lower() in ("normal", "high"):
+                priority = p.strip().lower()
             else:
                 self.problems.append(f"rule {rule.name}: payload priority {p!r} ignored")
 
@@ -227,11 +234,12 @@ class _Builder:
             subject = self._render(rule, "subject", rule.options.subject, v) or None
 
         cd = throttle.check_cooldown(
-            self.state, rule.name, key, rule.options.cooldown, priority, self.now
+            self.state, rule.name, key, rule.options.cooldown, priority, self.elapsed
         )
         if not cd.allowed:
             self.state = throttle.note_suppressed(self.state, rule.name, key)
-            until = cd.until.isoformat() if cd.until else None
+            # the cooldown ends so long from now, shown on the wall clock
+            until = (self.now + (cd.until - self.elapsed)).isoformat() if cd.until else None
             self._event(
                 "suppressed",
                 rule,
@@ -270,6 +278,7 @@ class _Builder:
                 self.config.limits,
                 self.now,
                 self.tz,
+                elapsed=self.elapsed,
             )
             if d.action == "suppress":
                 self._event("suppressed", rule, to=contact.name, error=d.reason, extra={"key": key})
@@ -284,7 +293,13 @@ class _Builder:
                 self.state = throttle.note_deferred(self.state, len(parts), self.now, self.tz)
             else:
                 self.state = throttle.note_accepted(
-                    self.state, contact.name, len(parts), self.now, self.tz, window
+                    self.state,
+                    contact.name,
+                    len(parts),
+                    self.now,
+                    self.tz,
+                    window,
+                    elapsed=self.elapsed,
                 )
             for part in parts:
                 t = Text(
@@ -316,7 +331,7 @@ class _Builder:
                         )
                     )
         if any_accepted:
-            self.state = throttle.note_sent(self.state, rule.name, key, self.now)
+            self.state = throttle.note_sent(self.state, rule.name, key, self.elapsed)
 
     def _format(self, rule: cfg.Rule, body: str, suffix: str) -> tuple[str, ...]:
         o = rule.options
@@ -366,13 +381,6 @@ class _Builder:
 
 
 def addresses(contact: cfg.Contact, via: tuple[str, ...]) -> dict[str, str]:
-    """Transport name -> the contact's address for it: the gateway e-mail address for smtp,
-    the E.164 number for the phone ways out. A transport it cannot be reached by is left out."""
-    out: dict[str, str] = {}
-    for name in via:
-        if name == "smtp":
-            if contact.gateway_address:
-                out[name] = contact.gateway_address
-        elif contact.e164:
-            out[name] = contact.e164
-    return out
+    """Transport name -> the contact's address for it (``transports.registry`` knows which
+    kind each way out takes). A transport it cannot be reached by is left out."""
+    return registry.addresses(contact, via)

@@ -16,7 +16,7 @@ entity. ``<base>/ack`` matches nothing here: the daemon handles it before the ru
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol, TypeVar
 
 __all__ = [
@@ -155,3 +155,38 @@ def filter_covers_base(filter: str, base_topic: str) -> bool:
     if any(level in ("+", "#") for level in rest):
         return True
     return rest != ["notify"]
+
+
+def filter_covers(wide: str, narrow: str) -> bool:
+    """Whether every topic that ``narrow`` matches is matched by ``wide`` too.
+
+    In: two valid MQTT filters. Out: True when ``wide`` covers ``narrow`` (a filter covers
+    itself). A filter starting with a wildcard never covers a ``$`` topic. Raises: nothing.
+    """
+    if narrow.startswith("$") and wide[:1] in ("+", "#"):
+        return False
+    return _covers(wide.split("/"), narrow.split("/"))
+
+
+def _covers(wide: list[str], narrow: list[str]) -> bool:
+    i = 0
+    while True:
+        if i == len(wide):
+            return i == len(narrow)
+        w = wide[i]
+        if w == "#":
+            return True
+        if i == len(narrow):
+            return False
+        n = narrow[i]
+        if n == "#" or (n == "+" and w != "+") or (w not in ("+", n)):
+            return False
+        i += 1
+
+
+def without_overlaps(filters: Iterable[str]) -> list[str]:
+    """The filters none of the others covers, sorted: subscribing to these gets every topic
+    the whole set gets, each retained message once (a broker sends one copy per matching
+    filter of a SUBSCRIBE)."""
+    unique = sorted(set(filters))
+    return [f for f in unique if not any(g != f and filter_covers(g, f) for g in unique)]

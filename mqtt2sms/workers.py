@@ -1,0 +1,168 @@
+"""One worker per way out, so a slow or hung one holds back no other.
+
+A worker owns its transport: it alone calls ``send`` and ``close`` (after ``idle_close``
+seconds without work, and at a stop). The engine hands it ``Job``s; each comes back to the
+engine, through the ``done`` callback, as a ``Done`` with the result mapped into the
+delivery policy's terms. A worker touches no state of the engine's.
+
+``InlineWorker`` does the same in the caller's thread, for tests that want one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mqtt2sms import delivery
+from mqtt2sms.errors import PermanentDeliveryError, TemporaryDeliveryError
+from mqtt2sms.transports.base import OutgoingText, Transport
+
+log = logging.getLogger("mqtt2sms")
+
+
+@dataclass(frozen=True)
+class Job:
+    key: str  # the engine's handle for the try (a text id)
+    text: OutgoingText
+
+
+@dataclass(frozen=True)
+class Done:
+    job: Job
+    transport: str
+    result: delivery.Result | None  # None: not tried (the worker stopped first)
+    send_ms: float = 0.0
+    via: str = ""  # the name the receipt gave (``maildir`` for the dry run)
+
+
+def attempt(transport: Transport, text: OutgoingText) -> tuple[delivery.Result, str]:
+    """One ``send``, its outcome as the policy's ``Result``. Every exception ends here:
+    a transport that raises something outside our tree is a temporary failure of the way
+    out, never a lost text."""
+    try:
+        receipt = transport.send(text)
+    except TemporaryDeliveryError as exc:
+        return delivery.Temporary(str(exc), exc.scope, exc.auth), transport.name
+    except PermanentDeliveryError as exc:
+        return delivery.Permanent(str(exc)), transport.name
+    except Exception as exc:  # a bug or an unmapped library error: keep the text
+        log.exception("%s raised an unexpected error", transport.name)
+        return delivery.Temporary(f"unexpected error: {type(exc).__name__}: {exc}"), (
+            transport.name
+        )
+    dry = bool(getattr(receipt, "dry_run", False)) or receipt.transport == "maildir"
+    return delivery.Ok(receipt.remote_id, dry_run=dry), receipt.transport or transport.name
+
+
+class Worker:
+    """A thread that sends the jobs given to it, in order."""
+
+    def __init__(
+        self,
+        name: str,
+        transport: Transport,
+        done: Callable[[Done], None],
+        idle_close: float = 15.0,
+        mono: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.transport = transport
+        self.done = done
+        self.idle_close = idle_close
+        self.mono = mono
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
+        self.busy_since: float | None = None  # monotonic, while a send runs
+        self._stopping = threading.Event()
+        self._opened = False
+        self.thread = threading.Thread(target=self._run, name=f"worker-{name}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def put(self, job: Job) -> None:
+        self.jobs.put(job)
+
+    def pending(self) -> int:
+        return self.jobs.qsize()
+
+    def recall(self) -> None:
+        """Hand back the jobs not started yet, as not tried (the way out went down)."""
+        self._drain()
+
+    def stop(self) -> None:
+        """Finish the send in flight; hand back the rest as not tried."""
+        self._stopping.set()
+        self.jobs.put(None)
+
+    def join(self, timeout: float) -> bool:
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                job = self.jobs.get(timeout=self.idle_close if self._opened else None)
+            except queue.Empty:
+                self._close()
+                continue
+            if job is None or self._stopping.is_set():
+                if job is not None:
+                    self.done(Done(job, self.name, None))
+                self._drain()
+                break
+            self.busy_since = self.mono()
+            started = self.mono()
+            result, via = attempt(self.transport, job.text)
+            self._opened = True
+            self.busy_since = None
+            self.done(Done(job, self.name, result, round((self.mono() - started) * 1000, 1), via))
+        self._close()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                self.done(Done(job, self.name, None))
+
+    def _close(self) -> None:
+        try:
+            self.transport.close()
+        except Exception as exc:  # closing must not stop a worker
+            log.debug("closing %s: %s", self.name, exc)
+        self._opened = False
+
+
+class InlineWorker:
+    """The same contract in the caller's thread: ``put`` sends at once (tests)."""
+
+    def __init__(self, name: str, transport: Transport, done: Callable[[Done], None]) -> None:
+        self.name = name
+        self.transport = transport
+        self.done = done
+        self.busy_since: float | None = None
+
+    def start(self) -> None:
+        pass
+
+    def put(self, job: Job) -> None:
+        result, via = attempt(self.transport, job.text)
+        self.done(Done(job, self.name, result, 0.0, via))
+
+    def pending(self) -> int:
+        return 0
+
+    def recall(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.transport.close()
+
+    def join(self, timeout: float) -> bool:
+        return True
