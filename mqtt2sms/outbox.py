@@ -313,12 +313,16 @@ class Outbox:
         return c.rowcount
 
     def expire(self, created_before: dt.datetime, now: dt.datetime) -> list[Row]:
-        """Expire open texts created before ``created_before``; return them as they were."""
+        """Expire open texts created before ``created_before``; return them as they were.
+
+        A text held by quiet hours is not aged while held: its age counts from the end of
+        the window (the engine sets ``created_at`` then)."""
         rows = [
             _row(r)
             for r in self.db.execute(
                 f"SELECT {_COLUMNS} FROM texts INDEXED BY texts_open_age"
-                " WHERE state IN ('queued', 'sending') AND created_at < ? ORDER BY seq",
+                " WHERE state IN ('queued', 'sending') AND created_at < ? AND reason != 'quiet'"
+                " ORDER BY seq",
                 (ts(created_before),),
             )
         ]
