@@ -733,3 +733,27 @@ def test_a_rule_with_no_recipients_is_a_rejected_event_not_silence() -> None:
     assert routed.texts == ()
     assert [e.state for e in routed.events] == ["rejected"]
     assert "no recipients" in (routed.events[0].error or "")
+
+
+@pytest.mark.parametrize("given", ["HIGH", "High", " high "])
+def test_a_payload_priority_is_read_in_any_case(given: str) -> None:
+    routed = run(config(), ALERTS, json.dumps({"message": "Smoke", "priority": given}))
+    assert [t.priority for t in routed.texts] == ["high"]
+
+
+def test_cooldowns_are_measured_on_the_elapsed_axis_not_the_wall_clock() -> None:
+    cfg = config("rules:\n  - {name: door, topic: door, cooldown: 10s}\n")
+    e0 = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    first = route(cfg, TEMPLATES, msg("door", "open"), throttle.EMPTY, NOW, NY, "a1", elapsed=e0)
+    # the wall clock stepped back a day, 11 s elapsed: the cooldown is over
+    later = NOW - dt.timedelta(days=1)
+    e1 = e0 + dt.timedelta(seconds=11)
+    second = route(cfg, TEMPLATES, msg("door", "open"), first.state, later, NY, "a2", elapsed=e1)
+    assert len(second.texts) == 1
+    # 5 s elapsed with the wall clock a day ahead: still cooling down, shown on the wall clock
+    e2 = e1 + dt.timedelta(seconds=5)
+    ahead = NOW + dt.timedelta(days=1)
+    third = route(cfg, TEMPLATES, msg("door", "open"), second.state, ahead, NY, "a3", elapsed=e2)
+    (ev,) = third.events
+    assert ev.state == "suppressed"
+    assert str(ev.extra["until"]).startswith((ahead + dt.timedelta(seconds=5)).isoformat()[:19])
