@@ -34,6 +34,7 @@ class Routed:
     state: throttle.ThrottleState = field(default_factory=throttle.ThrottleState.empty)
     problems: tuple[str, ...] = ()  # template errors and the like, for the log
     matched: tuple[str, ...] = ()  # names of the rules that matched (and whose `when` held)
+    stopped: tuple[str, ...] = ()  # names of the rules whose filter matched but `when` was false
 
 
 def decode_payload(payload: bytes) -> tuple[str, object]:
@@ -101,6 +102,7 @@ def route(
         state=out.state,
         problems=tuple(out.problems),
         matched=tuple(out.matched),
+        stopped=tuple(out.stopped),
     )
 
 
@@ -132,6 +134,7 @@ class _Builder:
         self.events: list[Event] = []
         self.problems: list[str] = []
         self.matched: list[str] = []
+        self.stopped: list[str] = []
         self._n = 0
 
     def _next_id(self) -> str:
@@ -176,7 +179,15 @@ class _Builder:
         fallback = False
         if rule.when:
             try:
-                if not self.templates.when(rule.when, v):
+                notes: list[str] = []
+                held = self.templates.when(rule.when, v, notes)
+                if notes and self.templates.first_time(rule.name, "when-value"):
+                    self.problems.append(
+                        f"rule {rule.name}: in `when`, {'; '.join(notes)} (a null or non-numeric "
+                        "value, such as a sensor that dropped out; said once per rule)"
+                    )
+                if not held:
+                    self.stopped.append(rule.name)
                     return
             except TemplateError as exc:
                 # A typo in `when` must not lose an alert: send the fallback text.

@@ -270,7 +270,7 @@ def test_when_true_texts_the_rendered_message() -> None:
 
 def test_when_false_sends_nothing() -> None:
     routed = run(config(LEAK), "zigbee2mqtt/basement/leak", '{"water_leak": false}')
-    assert routed == Routed(state=routed.state)
+    assert routed == Routed(state=routed.state, stopped=("leak",))
     assert routed.matched == ()
 
 
@@ -733,3 +733,52 @@ def test_a_rule_with_no_recipients_is_a_rejected_event_not_silence() -> None:
     assert routed.texts == ()
     assert [e.state for e in routed.events] == ["rejected"]
     assert "no recipients" in (routed.events[0].error or "")
+
+
+# --------------------------------------------------------------------- when: null, unavailable
+
+TEMP = """
+rules:
+  - name: hot
+    topic: zigbee2mqtt/+/temp
+    when: value_json.temperature > 30
+    message: "Hot: {{ value_json.temperature }}"
+"""
+
+
+@pytest.mark.parametrize(
+    "payload", ['{"temperature": null}', "unavailable", '{"temperature": "unavailable"}']
+)
+def test_when_on_a_dropped_out_sensor_is_false_and_said_once_per_rule(payload: str) -> None:
+    cfg, templates = config(TEMP), Templates()
+    first = route(
+        cfg, templates, msg("zigbee2mqtt/attic/temp", payload), throttle.EMPTY, NOW, NY, "a"
+    )
+    assert first.texts == () and first.events == ()  # no fallback text: no false alarm
+    assert first.stopped == ("hot",) and first.matched == ()
+    if payload == "unavailable":  # not JSON: value_json is undefined, silently false as before
+        assert first.problems == ()
+        return
+    [problem] = first.problems
+    assert problem.startswith("rule hot: in `when`, ") and "> 30 is false" in problem
+    again = route(
+        cfg, templates, msg("zigbee2mqtt/attic/temp", payload), throttle.EMPTY, NOW, NY, "b"
+    )
+    assert again.texts == () and again.problems == ()  # once per rule, not per message
+    hot = route(
+        cfg,
+        templates,
+        msg("zigbee2mqtt/attic/temp", '{"temperature": 31}'),
+        throttle.EMPTY,
+        NOW,
+        NY,
+        "c",
+    )
+    assert [t.body for t in hot.texts] == ["Hot: 31"]
+
+
+def test_a_when_that_fails_otherwise_still_sends_the_fallback() -> None:
+    cfg = config(TEMP.replace("value_json.temperature > 30", "value_json.temperature / 0 > 1"))
+    routed = run(cfg, "zigbee2mqtt/attic/temp", '{"temperature": 3}')
+    assert [t.body for t in routed.texts] == ['hot: {"temperature": 3}']
+    assert "when failed" in routed.problems[0]
