@@ -35,6 +35,7 @@ class Routed:
     problems: tuple[str, ...] = ()  # template errors and the like, for the log
     matched: tuple[str, ...] = ()  # names of the rules that matched (and whose `when` held)
     stopped: tuple[str, ...] = ()  # names of the rules whose filter matched but `when` was false
+    charsets: tuple[tuple[str, str, str], ...] = ()  # (rule, "gsm7" | "unicode", why) per text
 
 
 def decode_payload(payload: bytes) -> tuple[str, object]:
@@ -103,6 +104,7 @@ def route(
         problems=tuple(out.problems),
         matched=tuple(out.matched),
         stopped=tuple(out.stopped),
+        charsets=tuple(out.charsets),
     )
 
 
@@ -135,6 +137,7 @@ class _Builder:
         self.problems: list[str] = []
         self.matched: list[str] = []
         self.stopped: list[str] = []
+        self.charsets: list[tuple[str, str, str]] = []
         self._n = 0
 
     def _next_id(self) -> str:
@@ -253,13 +256,15 @@ class _Builder:
             return
         suffix = f" (+{cd.more} more)" if cd.more > 0 else ""
         o = rule.options
-        parts = self._format(rule, body, suffix)
-        if not any(p.strip() for p in parts):
+        formatted = self._format(rule, body, suffix, subject)
+        if not any(p.strip() for p in formatted.parts):
             # Nothing a phone can show is left (emoji, control characters): fall back.
             self.problems.append(f"rule {rule.name}: the message has nothing a phone can show")
-            parts = self._format(rule, f"{rule.name}: {self.text}", suffix)
-            if not any(p.strip() for p in parts):
-                parts = self._format(rule, f"{rule.name}: (no text)", suffix)
+            formatted = self._format(rule, f"{rule.name}: {self.text}", suffix, subject)
+            if not any(p.strip() for p in formatted.parts):
+                formatted = self._format(rule, f"{rule.name}: (no text)", suffix, subject)
+        parts, subject = formatted.parts, formatted.subject  # the subject counts toward the limit
+        self.charsets.append((rule.name, formatted.charset, formatted.reason))
         contacts, _unknown = cfg.resolve_recipients(self.config, names)
         any_accepted = False
         for contact in contacts:
@@ -329,15 +334,16 @@ class _Builder:
         if any_accepted:
             self.state = throttle.note_sent(self.state, rule.name, key, self.now)
 
-    def _format(self, rule: cfg.Rule, body: str, suffix: str) -> tuple[str, ...]:
+    def _format(self, rule: cfg.Rule, body: str, suffix: str, subject: str | None) -> sms.Formatted:
         o = rule.options
-        return sms.format_sms(
+        return sms.compose(
             body,
             max_length=o.max_length,
             long=o.long,
             max_parts=o.max_parts,
             charset=o.charset,
             suffix=suffix,
+            subject=subject,
         )
 
     def _recipients(self, rule: cfg.Rule, obj: dict[str, object] | None) -> list[str] | None:

@@ -782,3 +782,33 @@ def test_a_when_that_fails_otherwise_still_sends_the_fallback() -> None:
     routed = run(cfg, "zigbee2mqtt/attic/temp", '{"temperature": 3}')
     assert [t.body for t in routed.texts] == ['hot: {"temperature": 3}']
     assert "when failed" in routed.problems[0]
+
+
+# --------------------------------------------------------------------------- charset, subject
+
+
+def test_the_subject_is_transliterated_and_counted_and_the_charset_said() -> None:
+    cfg = config(
+        """
+        rules:
+          - name: leak
+            topic: home/leak
+            subject: "“Leak” 🔥"
+            max_length: 40
+        """
+    )
+    routed = run(cfg, "home/leak", "x" * 60)
+    [t] = routed.texts
+    assert t.subject == '"Leak"'
+    assert septets(t.body) + septets(t.subject) + 1 <= 40
+    [(rule, charset, reason)] = routed.charsets  # config's default: gsm7 today, auto soon
+    assert (rule, charset) == ("leak", "gsm7") and reason.endswith("transliterated, no letter lost")
+
+
+def test_cyrillic_is_never_deleted() -> None:
+    cfg = config("rules: [{name: leak, topic: home/leak}]")
+    routed = run(cfg, "home/leak", "Привет мир: протечка")
+    [t] = routed.texts
+    assert t.body in ("Привет мир: протечка", "Privet mir: protechka")  # auto / gsm7
+    [(rule, _charset, reason)] = routed.charsets
+    assert rule == "leak" and "Cyrillic" in reason
