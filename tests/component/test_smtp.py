@@ -401,3 +401,14 @@ def test_security_none_against_auth_after_starttls_suggests_starttls(make_sink: 
             call()
         assert info.value.auth
     assert sink.mails == []
+
+
+def test_non_ascii_addresses_are_mapped(sink: Sink) -> None:
+    t = SmtpTransport(config(sink.port))
+    with pytest.raises(PermanentDeliveryError):
+        t.send(text(address="jösé@exämple.org"))
+    bad_from = SmtpTransport(config(sink.port, from_addr="häus@example.org"))
+    with pytest.raises(TemporaryDeliveryError, match="smtp.from") as info:
+        bad_from.send(text())
+    assert info.value.scope == "transport"
+    assert sink.mails == []
