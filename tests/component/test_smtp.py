@@ -408,7 +408,7 @@ def test_non_ascii_addresses_are_mapped(sink: Sink) -> None:
     with pytest.raises(PermanentDeliveryError):
         t.send(text(address="jösé@exämple.org"))
     bad_from = SmtpTransport(config(sink.port, from_addr="häus@example.org"))
-    with pytest.raises(TemporaryDeliveryError, match="smtp.from") as info:
+    with pytest.raises(TemporaryDeliveryError, match=r"smtp\.from") as info:
         bad_from.send(text())
     assert info.value.scope == "transport"
     assert sink.mails == []
