@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mqtt2sms.config import parse_config  # noqa: E402
-from mqtt2sms.engine import Engine  # noqa: E402
-from mqtt2sms.model import Message  # noqa: E402
-from mqtt2sms.outbox import Outbox  # noqa: E402
-from mqtt2sms.transports.fake import FakeTransport  # noqa: E402
+from mqtt2sms.config import parse_config
+from mqtt2sms.engine import Engine
+from mqtt2sms.model import Message
+from mqtt2sms.outbox import Outbox
+from mqtt2sms.transports.fake import FakeTransport
 
 CONFIG = """
 contacts:

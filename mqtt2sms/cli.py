@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import difflib
+import functools
 import json
 import logging
 import os
+import re
 import sqlite3
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from mqtt2sms import __version__, carriers, throttle
@@ -50,6 +54,32 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: The exit code of a command whose reader went away (`check | head`): what a shell reports
+#: for a process killed by SIGPIPE (128 + 13), so `set -o pipefail` sees it as usual.
+EXIT_BROKEN_PIPE = 141
+
+
+def _quiet_on_broken_pipe(fn: Callable[..., int]) -> Callable[..., int]:
+    """`mqtt2sms check | head`: when the reader leaves, stop quietly (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> int:
+        try:
+            code = fn(*args, **kwargs)
+            sys.stdout.flush()  # a pipe is block-buffered: the write may fail only here
+            return code
+        except BrokenPipeError:
+            # Point stdout at /dev/null so the flush at interpreter exit does not fail again.
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            return EXIT_BROKEN_PIPE
+
+    return wrapper
+
+
+@_quiet_on_broken_pipe
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     args = _parser().parse_args(argv)
@@ -88,7 +118,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                 log.error("%s", problem)
             return 2
     if args.command == "check":
-        return cmd_check(loaded.config, args.probe)
+        return cmd_check(loaded.config, args.probe, env)
     if args.command == "test":
         return cmd_test(loaded.config, args.topic, args.payload, args.json, env)
     if args.command == "send":
@@ -153,7 +183,9 @@ def _recipient_lines(config: cfg.Config, rule: cfg.Rule) -> list[str]:
     return lines
 
 
-def cmd_check(config: cfg.Config, probe: bool) -> int:
+def cmd_check(config: cfg.Config, probe: bool, env: Mapping[str, str] | None = None) -> int:
+    from mqtt2sms.system import local_tz, tz_name
+
     print(f"config {config.path}: OK")
     m = config.mqtt
     print(
@@ -169,6 +201,7 @@ def cmd_check(config: cfg.Config, probe: bool) -> int:
             + (f", login {s.username}" if s.username else "")
         )
     print(f"state: {config.state_dir}")
+    print(f"time zone: {tz_name(local_tz(os.environ if env is None else env))}")
     lim = config.limits
     rate = (
         f"{lim.per_recipient.count}/{_per(lim.per_recipient.per)}" if lim.per_recipient else "none"
@@ -205,14 +238,23 @@ def cmd_check(config: cfg.Config, probe: bool) -> int:
     from mqtt2sms.transports.registry import build as build_transports
 
     failed = 0
-    for name, transport in build_transports(config).items():
+    try:
+        transports = build_transports(config)
+    except Exception as exc:  # a way out that cannot even be built: say so, no traceback
+        print(f"probe: FAILED, cannot set up the ways out: {type(exc).__name__}: {exc}")
+        return 1
+    for name, transport in transports.items():
         try:
             print(f"probe {name}: OK, {transport.probe()}")
         except DeliveryError as exc:
             failed += 1
             print(f"probe {name}: FAILED, {exc}")
+        except Exception as exc:  # a transport must map its errors; never a traceback here
+            failed += 1
+            print(f"probe {name}: FAILED, unexpected error: {type(exc).__name__}: {exc}")
         finally:
-            transport.close()
+            with contextlib.suppress(Exception):
+                transport.close()
     return 1 if failed else 0
 
 
@@ -247,10 +289,17 @@ def cmd_test(
     now = utcnow()
     msg = Message(topic=topic, payload=payload.encode("utf-8", "surrogateescape"), received_at=now)
     routed = route(config, Templates(), msg, _read_throttle(config), now, local_tz(env), "test")
+    whens = {r.name: r.when for r in config.rules}
+    charsets = {rule: (charset, reason) for rule, charset, reason in routed.charsets}
     if as_json:
         out = {
             "topic": topic,
             "matched": list(routed.matched),
+            "stopped": [{"rule": r, "when": whens.get(r)} for r in routed.stopped],
+            "charsets": [
+                {"rule": rule, "charset": charset, "reason": reason}
+                for rule, (charset, reason) in charsets.items()
+            ],
             "texts": [
                 {
                     "id": t.id,
@@ -263,6 +312,7 @@ def cmd_test(
                     "priority": t.priority,
                     "key": t.key,
                     "not_before": t.not_before.isoformat() if t.not_before else None,
+                    "charset": charsets.get(t.rule, (None, None))[0],
                 }
                 for t in routed.texts
             ],
@@ -271,10 +321,12 @@ def cmd_test(
         }
         print(json.dumps(out, indent=2, ensure_ascii=False))
         return 0
-    if not routed.matched and not routed.events:
+    if not routed.matched and not routed.events and not routed.stopped:
         print(f"no rule matches {topic}")
         return 0
     print(f"matched: {', '.join(routed.matched) or '(none)'}")
+    for r in routed.stopped:
+        print(f"  [{r}] matches the topic, but its `when` is false: {whens.get(r)}")
     for p in routed.problems:
         print(f"problem: {p}")
     for t in routed.texts:
@@ -291,6 +343,8 @@ def cmd_test(
         if e.state == "deferred":
             continue
         print(f"  [{e.rule}] {e.state}" + (f" {e.to}" if e.to else "") + f": {e.error}")
+    for rule, (_charset, reason) in charsets.items():
+        print(f"  [{rule}] charset {reason}")
     print("nothing was sent (dry run)")
     return 0
 
@@ -303,6 +357,30 @@ def cmd_send(config: cfg.Config, text: str, to: list[str], priority: str | None)
 
     if not config.alert_topic:
         print("alert_topic is null in the config: nothing listens for `send`", file=sys.stderr)
+        return 1
+    if not text.strip():
+        print("send: the text is empty; nothing to send", file=sys.stderr)
+        return 1
+    # The daemon would reject these after we said "published": refuse them here instead.
+    known = sorted(set(config.contacts) | set(config.groups))
+    for name in to:
+        if name in known:
+            continue
+        if "@" in name or re.fullmatch(r"[+\d(][\d\s().+-]*", name.strip()):
+            why = f"{name!r} is a number or address: name a contact or group from the config"
+        else:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            why = f"unknown contact or group {name!r}{hint}"
+        print(f"send: {why}; known: {', '.join(known) or 'none'}", file=sys.stderr)
+        return 1
+    rule = next((r for r in config.rules if r.topic == config.alert_topic), None)
+    if to and rule is not None and rule.to_set:
+        print(
+            f"send: rule {rule.name} on {config.alert_topic} sets its own `to`, so --to would be "
+            "ignored; leave --to out",
+            file=sys.stderr,
+        )
         return 1
     payload: str
     if to or priority:

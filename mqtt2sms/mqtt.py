@@ -2,6 +2,10 @@
 
 paho messages become our frozen ``Message`` here and nowhere else. paho runs its own
 network thread (``loop_start``); our callbacks only hand work over.
+
+A broker that cannot be reached (down, a wrong port or host name) is logged at the first
+failed attempt, with the reason, then every ``UNREACHABLE_LOG_EVERY`` seconds while it lasts,
+and the connection that ends it says how long it took; paho itself retries quietly.
 """
 
 from __future__ import annotations
@@ -9,8 +13,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import socket
 import ssl
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,6 +30,34 @@ from mqtt2sms.config import MqttConfig
 from mqtt2sms.model import Message
 
 log = logging.getLogger("mqtt2sms.mqtt")
+
+#: While the broker cannot be reached, the log says so again this often (seconds).
+UNREACHABLE_LOG_EVERY = 300.0
+
+
+def connect_failure(exc: BaseException | None) -> str:
+    """A person's reason for a failed TCP/TLS connection to the broker."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the broker running, and on this port?)"
+    if isinstance(exc, socket.gaierror):
+        return f"host name not known ({exc.strerror or exc})"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {getattr(exc, 'reason', None) or exc}"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc) or type(exc).__name__
+    return "connection failed"
+
+
+def _took(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
 
 
 def to_message(msg: paho.MQTTMessage, now: dt.datetime) -> Message:
@@ -82,12 +117,16 @@ class MqttLink:
         on_message: Callable[[Message], None],
         on_online: Callable[[bool], None],
         clock: Callable[[], dt.datetime],
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg
         self.filters = sorted(set(filters))
         self._on_message = on_message
         self._on_online = on_online
         self._clock = clock
+        self._monotonic = monotonic
+        self._unreachable_since: float | None = None  # monotonic, while connecting fails
+        self._unreachable_logged = 0.0
         self._lock = threading.Lock()
         self._pending_sub: int | None = None
         self._extra_subs: dict[int, threading.Event] = {}  # SUBACKs a reload waits for
@@ -101,6 +140,7 @@ class MqttLink:
         c.max_inflight_messages_set(100)
         c.max_queued_messages_set(10000)
         c.on_connect = self._connected
+        c.on_connect_fail = self._connect_failed
         c.on_disconnect = self._disconnected
         c.on_subscribe = self._subscribed
         c.on_message = self._message
@@ -113,14 +153,33 @@ class MqttLink:
             log.warning("broker %s:%d refused the connection: %s", self.cfg.host, self.cfg.port, rc)
             return
         self.refused = None
+        since, self._unreachable_since = self._unreachable_since, None
         log.info(
-            "connected to %s:%d (session %s)",
+            "connected to %s:%d (session %s)%s",
             self.cfg.host,
             self.cfg.port,
             "resumed" if flags.session_present else "new",
+            "" if since is None else f", reachable again after {_took(self._monotonic() - since)}",
         )
         self.connected = True
         self._subscribe(self.filters)
+
+    def _connect_failed(self, _c: paho.Client, _u: object) -> None:
+        # paho calls this inside its `except OSError:` around the connect: the reason is there.
+        reason = connect_failure(sys.exc_info()[1])
+        now = self._monotonic()
+        where = f"{self.cfg.host}:{self.cfg.port}"
+        if self._unreachable_since is None:
+            self._unreachable_since = self._unreachable_logged = now
+            log.warning("cannot reach the broker at %s: %s; retrying", where, reason)
+        elif now - self._unreachable_logged >= UNREACHABLE_LOG_EVERY:
+            self._unreachable_logged = now
+            log.warning(
+                "still cannot reach the broker at %s (for %s): %s; retrying",
+                where,
+                _took(now - self._unreachable_since),
+                reason,
+            )
 
     def _subscribe(self, filters: list[str]) -> None:
         if not filters:

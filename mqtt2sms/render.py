@@ -16,6 +16,14 @@ template is compiled once. Templates see Home Assistant's names (``Variables``):
   Touching an undefined value makes it false; other failures raise ``TemplateError``. Truth is
   Python's, except that the strings ``false``, ``off``, ``no``, ``0``, ``none`` and ``""``
   (case-insensitive, stripped) are false, since a rendered ``{{ ... }}`` is a string.
+  A sensor that drops out publishes ``null`` or ``unavailable`` (Zigbee2MQTT, Home Assistant),
+  so ``when`` has its own environment, whose compiled comparisons and arithmetic forgive them:
+  a comparison (``<``, ``<=``, ``>``, ``>=``, ``in``, ``not in``; ``==`` and ``!=`` too when an
+  operand is undefined) with an undefined, null or non-numeric operand is false, and arithmetic
+  on one gives an undefined value (so the comparison it feeds is false). A string that is a
+  number compares as one with a number (``value > 30`` with payload ``31``). Each forgiven
+  operation is noted (``notes``), so the router can say once per rule why such a ``when`` was
+  false, rather than sending the fallback text every time, a false alarm.
 
 The sandbox refuses private attributes (``''.__class__``) and unsafe callables; ``range`` is
 capped by Jinja (``MAX_RANGE``); ``*``, ``**`` and ``%`` refuse results that would be huge; and a
@@ -29,14 +37,19 @@ from __future__ import annotations
 
 import enum
 import functools
+import math
+import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 import jinja2
 import jinja2.runtime
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -145,6 +158,116 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
+#: Where a ``when`` evaluation collects its notes in the Jinja context: not an identifier, so
+#: no template can name it.
+_NOTES = "mqtt2sms notes"
+_ORDERING = {"lt": "<", "lteq": "<=", "gt": ">", "gteq": ">="}
+_SYMBOL = {**_ORDERING, "eq": "==", "ne": "!=", "in": "in", "notin": "not in"}
+_COMPARE: Mapping[str, Callable[[Any, Any], Any]] = MappingProxyType(
+    {
+        "eq": operator.eq,
+        "ne": operator.ne,
+        "lt": operator.lt,
+        "lteq": operator.le,
+        "gt": operator.gt,
+        "gteq": operator.ge,
+        "in": lambda a, b: a in b,
+        "notin": lambda a, b: a not in b,
+    }
+)
+
+
+class _WhenCodeGenerator(CodeGenerator):
+    """Compiles every comparison into ``environment.when_compare(context, a, op, b, ...)``."""
+
+    @optimizeconst
+    def visit_Compare(self, node: nodes.Compare, frame: Frame) -> None:
+        self.write("environment.when_compare(context, ")
+        self.visit(node.expr, frame)
+        for operand in node.ops:
+            self.write(f", {operand.op!r}, ")
+            self.visit(operand.expr, frame)
+        self.write(")")
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, jinja2.Undefined):
+        return "undefined"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 20 else value[:17] + "...")
+    if isinstance(value, int | float):
+        return repr(value)
+    return type(value).__name__
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _as_number(value: Any) -> float | None:
+    """A string that holds a finite number, as that number."""
+    if not isinstance(value, str):
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+class _WhenEnvironment(_Environment):
+    """The sandbox of ``when``: null, undefined and non-numeric operands make comparisons false."""
+
+    code_generator_class = _WhenCodeGenerator
+    intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
+
+    @staticmethod
+    def _note(context: jinja2.runtime.Context, note: str) -> None:
+        notes = context.get(_NOTES)
+        if isinstance(notes, list) and note not in notes:
+            notes.append(note)
+
+    def when_compare(self, context: jinja2.runtime.Context, left: Any, *rest: Any) -> bool:
+        """A chain ``a op b op c`` of comparisons: true when every one holds."""
+        for i in range(0, len(rest), 2):
+            op, right = rest[i], rest[i + 1]
+            if not self._compare(context, op, left, right):
+                return False
+            left = right
+        return True
+
+    def _compare(self, context: jinja2.runtime.Context, op: str, left: Any, right: Any) -> bool:
+        if isinstance(left, jinja2.Undefined) or isinstance(right, jinja2.Undefined):
+            return False  # as an undefined value is everywhere in `when`: silently
+        if op in ("eq", "ne"):
+            return bool(_COMPARE[op](left, right))
+        a, b = left, right
+        if op in _ORDERING:
+            if _is_number(a) and isinstance(b, str):
+                b = _as_number(b)
+            elif _is_number(b) and isinstance(a, str):
+                a = _as_number(a)
+        try:
+            return bool(_COMPARE[op](a, b))  # None, or a string that is no number: TypeError
+        except TypeError:
+            self._note(context, f"{_shown(left)} {_SYMBOL[op]} {_shown(right)} is false")
+            return False
+
+    def call_binop(
+        self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
+    ) -> Any:
+        try:
+            return super().call_binop(context, operator, left, right)
+        except TypeError:
+            if isinstance(left, jinja2.Undefined) or isinstance(right, jinja2.Undefined):
+                raise
+            note = f"{_shown(left)} {operator} {_shown(right)} is undefined"
+            self._note(context, note)
+            return self.undefined(note)
+
+
 def _check_repeat(seq: Any, count: Any) -> None:
     if (
         isinstance(seq, str | bytes | list | tuple)
@@ -205,19 +328,29 @@ class Templates:
             autoescape=False,
             keep_trailing_newline=False,
         )
+        self._when_env = _WhenEnvironment(
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=False,
+        )
         self._templates: dict[str, jinja2.Template] = {}
+        self._when_templates: dict[str, jinja2.Template] = {}
         self._conditions: dict[str, Callable[[dict[str, Any]], object]] = {}
+        self._said: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ compiling
 
-    def _template(self, src: str) -> jinja2.Template:
-        compiled = self._templates.get(src)
+    def _template(self, src: str, *, when: bool = False) -> jinja2.Template:
+        cache, env = (
+            (self._when_templates, self._when_env) if when else (self._templates, self._env)
+        )
+        compiled = cache.get(src)
         if compiled is None:
             try:
-                compiled = self._env.from_string(src)
+                compiled = env.from_string(src)
             except Exception as exc:
                 raise TemplateError(_describe(exc)) from exc
-            self._templates[src] = compiled
+            cache[src] = compiled
         return compiled
 
     def _condition(self, src: str) -> Callable[[dict[str, Any]], object]:
@@ -230,12 +363,12 @@ class Templates:
         if "{{" in expression or "{%" in expression or (match and "}}" in expression):
             # A template with {% %}, or "{{ a }} and {{ b }}", which only looks like one
             # expression: render it and judge the text.
-            compiled = functools.partial(self._stream, self._template(src))
+            compiled = functools.partial(self._stream, self._template(src, when=True))
         elif not expression.strip():
             raise TemplateError("empty expression")
         else:
             try:
-                compiled = self._env.compile_expression(expression, undefined_to_none=False)
+                compiled = self._when_env.compile_expression(expression, undefined_to_none=False)
             except Exception as exc:
                 raise TemplateError(_describe(exc)) from exc
         self._conditions[src] = compiled
@@ -277,22 +410,38 @@ class Templates:
             chunks.append(chunk)
         return "".join(chunks)
 
-    def when(self, src: str, v: Variables) -> bool:
+    def when(self, src: str, v: Variables, notes: list[str] | None = None) -> bool:
         """Evaluate a ``when`` expression for one message.
 
         In: the expression (``value_json.water_leak`` or ``{{ value_json.water_leak }}``, or a
-        template with ``{% %}``) and the message's ``Variables``. Out: its truth: Python's, but
-        the strings ``false``, ``off``, ``no``, ``0``, ``none`` and ``""`` (any case, stripped)
-        are false; a result or operand that is undefined makes it false.
+        template with ``{% %}``), the message's ``Variables``, and optionally a list that gets
+        a note for each comparison or arithmetic a null or non-numeric operand made false or
+        undefined (``"null > 30 is false"``). Out: its truth: Python's, but the strings
+        ``false``, ``off``, ``no``, ``0``, ``none`` and ``""`` (any case, stripped) are false; a
+        result or operand that is undefined makes it false, and so does a comparison with an
+        undefined, null or non-numeric operand (see the module docstring).
         Raises: ``TemplateError`` with a short reason on a syntax error or any other failure.
         """
         condition = self._condition(src)
+        ctx = v.context()
+        ctx[_NOTES] = [] if notes is None else notes
         try:
-            return _truthy(condition(v.context()))
+            return _truthy(condition(ctx))
         except UndefinedError:
             return False
         except Exception as exc:
             raise TemplateError(_describe(exc)) from exc
+
+    def first_time(self, rule: str, kind: str) -> bool:
+        """True the first time this ``(rule, kind)`` is asked about, then False.
+
+        For problems that would repeat with every message (a ``when`` false because a sensor
+        publishes ``null``): the log says them once per rule and config. Raises nothing.
+        """
+        if (rule, kind) in self._said:
+            return False
+        self._said.add((rule, kind))
+        return True
 
     def render(self, src: str, v: Variables) -> str:
         """Render a template (``message``, ``subject``, ``key``) for one message.

@@ -35,6 +35,8 @@ class Routed:
     state: throttle.ThrottleState = field(default_factory=throttle.ThrottleState.empty)
     problems: tuple[str, ...] = ()  # template errors and the like, for the log
     matched: tuple[str, ...] = ()  # names of the rules that matched (and whose `when` held)
+    stopped: tuple[str, ...] = ()  # names of the rules whose filter matched but `when` was false
+    charsets: tuple[tuple[str, str, str], ...] = ()  # (rule, "gsm7" | "unicode", why) per text
 
 
 def decode_payload(payload: bytes) -> tuple[str, object]:
@@ -107,6 +109,8 @@ def route(
         state=out.state,
         problems=tuple(out.problems),
         matched=tuple(out.matched),
+        stopped=tuple(out.stopped),
+        charsets=tuple(out.charsets),
     )
 
 
@@ -138,6 +142,8 @@ class _Builder:
         self.events: list[Event] = []
         self.problems: list[str] = []
         self.matched: list[str] = []
+        self.stopped: list[str] = []
+        self.charsets: list[tuple[str, str, str]] = []
         self._n = 0
         self.elapsed = now  # the instant cooldowns and rates are measured at
 
@@ -183,7 +189,15 @@ class _Builder:
         fallback = False
         if rule.when:
             try:
-                if not self.templates.when(rule.when, v):
+                notes: list[str] = []
+                held = self.templates.when(rule.when, v, notes)
+                if notes and self.templates.first_time(rule.name, "when-value"):
+                    self.problems.append(
+                        f"rule {rule.name}: in `when`, {'; '.join(notes)} (a null or non-numeric "
+                        "value, such as a sensor that dropped out; said once per rule)"
+                    )
+                if not held:
+                    self.stopped.append(rule.name)
                     return
             except TemplateError as exc:
                 # A typo in `when` must not lose an alert: send the fallback text.
@@ -250,13 +264,15 @@ class _Builder:
             return
         suffix = f" (+{cd.more} more)" if cd.more > 0 else ""
         o = rule.options
-        parts = self._format(rule, body, suffix)
-        if not any(p.strip() for p in parts):
+        formatted = self._format(rule, body, suffix, subject)
+        if not any(p.strip() for p in formatted.parts):
             # Nothing a phone can show is left (emoji, control characters): fall back.
             self.problems.append(f"rule {rule.name}: the message has nothing a phone can show")
-            parts = self._format(rule, f"{rule.name}: {self.text}", suffix)
-            if not any(p.strip() for p in parts):
-                parts = self._format(rule, f"{rule.name}: (no text)", suffix)
+            formatted = self._format(rule, f"{rule.name}: {self.text}", suffix, subject)
+            if not any(p.strip() for p in formatted.parts):
+                formatted = self._format(rule, f"{rule.name}: (no text)", suffix, subject)
+        parts, subject = formatted.parts, formatted.subject  # the subject counts toward the limit
+        self.charsets.append((rule.name, formatted.charset, formatted.reason))
         contacts, _unknown = cfg.resolve_recipients(self.config, names)
         any_accepted = False
         for contact in contacts:
@@ -333,15 +349,16 @@ class _Builder:
         if any_accepted:
             self.state = throttle.note_sent(self.state, rule.name, key, self.elapsed)
 
-    def _format(self, rule: cfg.Rule, body: str, suffix: str) -> tuple[str, ...]:
+    def _format(self, rule: cfg.Rule, body: str, suffix: str, subject: str | None) -> sms.Formatted:
         o = rule.options
-        return sms.format_sms(
+        return sms.compose(
             body,
             max_length=o.max_length,
             long=o.long,
             max_parts=o.max_parts,
             charset=o.charset,
             suffix=suffix,
+            subject=subject,
         )
 
     def _recipients(self, rule: cfg.Rule, obj: dict[str, object] | None) -> list[str] | None:

@@ -2,9 +2,17 @@
 
 Theory of operation
 -------------------
-``format_sms`` is the one entry point the router needs. It cleans the text for the charset
-(``to_gsm7`` for ``gsm7``; for ``unicode`` only control characters go), strips it, and makes it
-fit:
+``compose`` is the one entry point the router needs (``format_sms`` is its parts alone). It
+chooses the charset (``choose_charset``), cleans the text for it (``to_gsm7`` for GSM-7; for
+UCS-2 only control characters go), strips it, and makes it fit:
+
+* the charset: ``auto`` (the default) is GSM-7 when the text survives transliteration, that is
+  when no letter or digit would be deleted (an emoji may go, a curly quote become straight,
+  ``á`` become ``a``), else UCS-2: ``Привет мир: протечка`` is never sent as ``:``.
+  ``gsm7`` asks for GSM-7 (160 septets, what some plans charge less for): Cyrillic and Greek
+  letters are then written in Latin (``Привет`` -> ``Privet``); a script with no such spelling
+  here (Chinese, Arabic, Hebrew, ...) falls back to UCS-2 all the same, and the reason says so:
+  a script GSM-7 lacks is never deleted. ``unicode`` is always UCS-2.
 
 * ``gsm7``: length is counted in GSM-7 septets (``septets``): an extension character
   (``€ [ ] { } ^ ~ | \\`` and form feed) counts 2. A text that fits ``max_length`` is sent as
@@ -32,10 +40,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 
 __all__ = [
     "GSM7_BASIC",
     "GSM7_EXTENSION",
+    "Formatted",
+    "choose_charset",
+    "compose",
     "format_sms",
     "septets",
     "to_gsm7",
@@ -112,10 +124,37 @@ _TRANSLIT: dict[str, str] = {
     "\u0166": "T",
     "\u0167": "t",
     "\u1e9e": "SS",
+    # comparisons a threshold alert may well contain
+    "\u2264": "<=",
+    "\u2265": ">=",
+    "\u2260": "!=",
+}
+
+#: Charset ``gsm7``: Cyrillic and Greek in Latin letters (lower case; an upper-case letter
+#: takes the capitalised form: Ж -> Zh).
+_LATIN: dict[str, str] = {
+    **dict(
+        zip(
+            "абвгдезийклмнопрстуфыэ",
+            "abvgdeziyklmnoprstufye",
+            strict=True,
+        )
+    ),
+    **{"ё": "e", "ж": "zh", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch"},
+    **{"ъ": "'", "ь": "'", "ю": "yu", "я": "ya", "є": "ye", "і": "i", "ї": "yi", "ґ": "g"},
+    **{"ў": "u", "ђ": "dj", "ј": "j", "љ": "lj", "њ": "nj", "ћ": "c", "џ": "dz", "ѕ": "dz"},
+    **dict(
+        zip(
+            "αβγδεζηικλμνξοπρσςτυφω",
+            "avgdeziiklmnxoprsstyfo",
+            strict=True,
+        )
+    ),
+    **{"θ": "th", "χ": "ch", "ψ": "ps"},
 }
 
 _LONG_MODES = ("truncate", "split")
-_CHARSETS = ("gsm7", "unicode")
+_CHARSETS = ("auto", "gsm7", "unicode")
 _ELLIPSIS = "..."
 #: A cut backs up to a word boundary when there is one within this many characters (or a
 #: quarter of the room, when that is less: a 20-character text must not lose 15 of them).
@@ -159,6 +198,16 @@ def _map_char(c: str) -> str:
     return "".join(out)
 
 
+def _latin(c: str) -> str | None:
+    """``c`` in Latin letters when it is Cyrillic or Greek (accents dropped), else None."""
+    base = unicodedata.normalize("NFD", c)[:1]
+    lower = base.lower()
+    if lower not in _LATIN:
+        return None
+    out = _LATIN[lower]
+    return out.capitalize() if base != lower else out
+
+
 def _tidy_whitespace(text: str) -> str:
     """Collapse runs of spaces, spaces around newlines, and more than one blank line."""
     text = _SPACES_RE.sub(" ", text)
@@ -166,7 +215,7 @@ def _tidy_whitespace(text: str) -> str:
     return _BLANK_LINES_RE.sub("\n\n", text)
 
 
-def to_gsm7(text: str) -> str:
+def to_gsm7(text: str, *, latin: bool = False) -> str:
     """Transliterate ``text`` to the GSM 03.38 character set.
 
     Curly quotes become straight, dashes ``-``, ``…`` ``...``, every kind of space and every
@@ -177,11 +226,69 @@ def to_gsm7(text: str) -> str:
     next to a newline go and at most one blank line remains: SMS has no layout to keep. The ends
     are not stripped (``format_sms`` does that), so a suffix keeps its leading space.
 
+    With ``latin``, Cyrillic and Greek letters are first written in Latin (``Привет`` ->
+    ``Privet``); without it they are deleted like any other script GSM-7 lacks, which is why
+    ``compose`` chooses UCS-2 for such a text (``choose_charset``).
+
     In: any ``str``. Out: a ``str`` whose every character is in ``GSM7_BASIC`` or
     ``GSM7_EXTENSION`` (never CR, ESC or form feed). Raises nothing.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if latin:
+        return _tidy_whitespace("".join(_latin(c) or _map_char(c) for c in text))
     return _tidy_whitespace("".join(_map_char(c) for c in text))
+
+
+def _lost(text: str, *, latin: bool) -> list[str]:
+    """The letters and digits of ``text`` that ``to_gsm7`` would delete."""
+    lost = []
+    for c in text:
+        category = unicodedata.category(c)
+        if category[0] not in "LN" or category == "Lm" or c.isascii():
+            continue
+        if not ((latin and _latin(c)) or _map_char(c).strip()):
+            lost.append(c)
+    return lost
+
+
+def _scripts(chars: list[str]) -> str:
+    """``Cyrillic``, ``Greek and CJK``: the scripts (first word of the Unicode names)."""
+    names: list[str] = []
+    for c in chars:
+        word = unicodedata.name(c, "UNKNOWN").split()[0]
+        word = word if len(word) <= 3 else word.capitalize()
+        if word not in names:
+            names.append(word)
+    return " and ".join(names[:3]) if len(names) <= 3 else ", ".join(names[:3]) + ", ..."
+
+
+def choose_charset(text: str, charset: str = "auto") -> tuple[str, str]:
+    """Which charset ``text`` goes in, and why (what ``mqtt2sms test`` shows).
+
+    In: the whole text (message, suffix and subject) and the configured charset: ``auto``,
+    ``gsm7`` or ``unicode`` (see the module docstring). Out: ``("gsm7" | "unicode", reason)``,
+    the reason one short sentence (``"UCS-2: GSM-7 would delete the Cyrillic letters"``).
+    Raises ``ValueError`` for another charset.
+    """
+    if charset not in _CHARSETS:
+        raise ValueError(f"charset must be one of {_CHARSETS}, not {charset!r}")
+    if charset == "unicode":
+        return "unicode", "UCS-2: charset unicode is set"
+    explicit = charset == "gsm7"
+    lost = _lost(text, latin=explicit)
+    if lost:
+        if explicit:
+            return "unicode", f"UCS-2: charset gsm7 is set, but GSM-7 cannot write {_scripts(lost)}"
+        return "unicode", f"UCS-2: GSM-7 would delete the {_scripts(lost)} letters"
+    set_ = " (charset gsm7 is set)" if explicit else ""
+    if explicit:
+        written = [c for c in text if _latin(c) is not None]
+        if written:
+            return "gsm7", f"GSM-7{set_}: {_scripts(written)} letters written in Latin"
+    clean = text.replace("\r\n", "\n").replace("\r", "\n")
+    if all(c in _GSM7 and c != "\f" for c in clean):
+        return "gsm7", f"GSM-7{set_}: every character is GSM-7"
+    return "gsm7", f"GSM-7{set_}: transliterated, no letter lost"
 
 
 def _clean_unicode(text: str) -> str:
@@ -305,6 +412,16 @@ def _split_into(
     return tuple(parts)
 
 
+@dataclass(frozen=True)
+class Formatted:
+    """What ``compose`` made: the parts, the subject to send, the charset used and why."""
+
+    parts: tuple[str, ...]
+    subject: str | None
+    charset: str  # "gsm7" or "unicode", the one used
+    reason: str
+
+
 def format_sms(
     text: str,
     *,
@@ -314,21 +431,43 @@ def format_sms(
     charset: str = "gsm7",
     suffix: str = "",
 ) -> tuple[str, ...]:
+    """The parts of ``compose(...)`` (no subject); see there."""
+    return compose(
+        text, max_length=max_length, long=long, max_parts=max_parts, charset=charset, suffix=suffix
+    ).parts
+
+
+def compose(
+    text: str,
+    *,
+    max_length: int = 160,
+    long: str = "truncate",
+    max_parts: int = 3,
+    charset: str = "auto",
+    suffix: str = "",
+    subject: str | None = None,
+) -> Formatted:
     """Make ``text`` (plus ``suffix``) into the SMS part(s) to send.
 
     In:
       ``text``: the rendered message (any ``str``); ``max_length``: the limit of one text in
-      septets (gsm7) or, capped at 70, in UTF-16 code units (unicode); ``long``: ``"truncate"``
-      or ``"split"``; ``max_parts``: the most parts a split may make; ``charset``: ``"gsm7"``
-      (transliterated with ``to_gsm7``) or ``"unicode"`` (kept, control characters removed);
-      ``suffix``: text that must end the final text, cleaned for the charset but not stripped.
+      septets (GSM-7) or, capped at 70, in UTF-16 code units (UCS-2); ``long``: ``"truncate"``
+      or ``"split"``; ``max_parts``: the most parts a split may make; ``charset``: ``"auto"``,
+      ``"gsm7"`` or ``"unicode"`` (the charset used comes from ``choose_charset`` on the
+      message, the suffix and the subject together); ``suffix``: text that must end the final
+      text, cleaned for the charset but not stripped; ``subject``: the rendered subject, or
+      None. Most gateways show the subject in the text, so it is cleaned like the text (one
+      line), cut to at most half of the limit, and it and a separator count toward the limit
+      of every part (each part is a mail with the subject).
     Out:
-      A non-empty tuple of parts, each within its limit (see the module docstring for the
-      limit of a split part). One part has no prefix; several have ``(i/n) `` prefixes and the
-      suffix ends the last one (if the text exactly fills the earlier parts, the last part is
-      the prefix and the suffix without its leading whitespace). When the text is empty after
-      cleaning, the result is the suffix alone, stripped, as one part; ``("",)`` when that is
-      empty too (the caller decides what an empty message means).
+      ``Formatted``: ``parts`` is a non-empty tuple, each within its limit (see the module
+      docstring for the limit of a split part). One part has no prefix; several have
+      ``(i/n) `` prefixes and the suffix ends the last one (if the text exactly fills the
+      earlier parts, the last part is the prefix and the suffix without its leading
+      whitespace). When the text is empty after cleaning, the result is the suffix alone,
+      stripped, as one part; ``("",)`` when that is empty too (the caller decides what an
+      empty message means). ``subject`` is the cleaned subject (None when none is left);
+      ``charset`` and ``reason`` say which charset was used and why.
     Raises:
       ``ValueError`` for an unknown ``long`` or ``charset`` or a ``max_length`` or
       ``max_parts`` below 1 (the config check refuses those before).
@@ -339,19 +478,49 @@ def format_sms(
         raise ValueError(f"charset must be one of {_CHARSETS}, not {charset!r}")
     if max_length < 1 or max_parts < 1:
         raise ValueError("max_length and max_parts must be at least 1")
+    used, reason = choose_charset("\n".join((subject or "", text, suffix)), charset)
 
     measure: _Measure
     cost: Callable[[str], int]
-    if charset == "gsm7":
-        body, tail = to_gsm7(text).strip(), to_gsm7(suffix)
+    clean: Callable[[str], str]
+    if used == "gsm7":
+        latin = charset == "gsm7"
+
+        def clean(s: str) -> str:
+            return to_gsm7(s, latin=latin)
+
         measure, cost = septets, _char_cost_gsm7
         single, per_part = max_length, min(max_length, _GSM7_CONCAT_PART)
     else:
-        body, tail = _clean_unicode(text).strip(), _clean_unicode(suffix)
+        clean = _clean_unicode
         measure, cost = _utf16_units, _char_cost_unicode
         single = min(max_length, _UNICODE_SINGLE)
         per_part = min(max_length, _UNICODE_CONCAT_PART)
 
+    shown: str | None = None
+    if subject is not None:
+        head = " ".join(clean(subject).split())
+        room = single // 2 - 1
+        if head and room > 0:
+            shown = _truncate(head, "", room, measure, cost).strip() or None
+    if shown is not None:
+        reserve = measure(shown) + 1  # and a space or line break between it and the text
+        single, per_part = single - reserve, per_part - reserve
+    body, tail = clean(text).strip(), clean(suffix)
+    parts = _fit(body, tail, single, per_part, long, max_parts, measure, cost)
+    return Formatted(parts, shown, used, reason)
+
+
+def _fit(
+    body: str,
+    tail: str,
+    single: int,
+    per_part: int,
+    long: str,
+    max_parts: int,
+    measure: _Measure,
+    cost: Callable[[str], int],
+) -> tuple[str, ...]:
     if not body:
         body, tail = tail.strip(), ""
     if measure(body) + measure(tail) <= single:

@@ -54,7 +54,7 @@ def attempt(transport: Transport, text: OutgoingText) -> tuple[delivery.Result, 
         return delivery.Temporary(f"unexpected error: {type(exc).__name__}: {exc}"), (
             transport.name
         )
-    dry = bool(getattr(receipt, "dry_run", False)) or receipt.transport == "maildir"
+    dry = receipt.dry_run
     return delivery.Ok(receipt.remote_id, dry_run=dry), receipt.transport or transport.name
 
 

@@ -25,6 +25,7 @@ class Receipt:
     transport: str
     remote_id: str | None = None  # the server's id for the text, when it gives one
     detail: str = ""  # e.g. the SMTP reply, the maildir file name
+    dry_run: bool = False  # written somewhere for a person to read (maildir), not sent
 
 
 class Transport(Protocol):

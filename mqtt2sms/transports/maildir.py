@@ -37,7 +37,7 @@ class MaildirTransport:
         self._box: mailbox.Maildir | None = None
 
     def send(self, text: OutgoingText) -> Receipt:
-        """Write one mail into new/; the receipt's detail is its file name."""
+        """Write one mail into new/; the receipt (``dry_run=True``) names the file in detail."""
         message = build_email(text, self._from, self._clock(), self._domain)
         data = message.as_bytes().replace(b"\r\n", b"\n")  # files on disk use LF
         try:
@@ -52,7 +52,7 @@ class MaildirTransport:
                 f"maildir {self._directory}: {exc.strerror or exc}", scope="transport"
             ) from exc
         log.info("dry run, not sent: to %s: %s", message.recipient, text.body.replace("\n", " "))
-        return Receipt(self.name, str(message["Message-ID"]), key)
+        return Receipt(self.name, str(message["Message-ID"]), key, dry_run=True)
 
     def close(self) -> None:
         """Nothing to close."""

@@ -7,15 +7,28 @@ module is the one place where smtplib, ssl and socket errors become ``DeliveryEr
   disconnect, 421 to anything, 4xx/5xx to MAIL FROM: ``TemporaryDeliveryError`` scope
   ``"transport"``; a refused login or no AUTH offered: the same with ``auth=True``;
 - 4xx to RCPT or DATA: ``TemporaryDeliveryError`` scope ``"text"``;
-- 5xx to RCPT or DATA: ``PermanentDeliveryError``.
+- 5xx to RCPT or DATA: ``PermanentDeliveryError``;
+- anything else that goes wrong in here (a host name IDNA cannot encode, a bug):
+  ``TemporaryDeliveryError`` scope ``"transport"`` saying "unexpected"; no exception of
+  another kind leaves ``send`` or ``probe``.
+
+A reused connection that fails on its first command (MAIL) because the server closed it while
+we were idle (Postfix says ``421 4.4.2 ... timeout exceeded`` and hangs up, sooner than our own
+idle close) is not a failure: the text goes again at once on a new connection, once.
 
 After a transport-scope error the connection is dropped, so the next send reconnects;
 after a text-scope or permanent one it is reset (RSET) and kept.
+
+The login is our own AUTH exchange (CRAM-MD5, PLAIN or LOGIN, in smtplib's order of
+preference), because smtplib encodes credentials as ASCII: RFC 4616 (PLAIN) and the
+practice of LOGIN and CRAM-MD5 are UTF-8, so ``password: "pässwört"`` works.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import hmac
 import quopri
 import re
 import smtplib
@@ -194,12 +207,25 @@ class SmtpTransport:
 
     def send(self, text: OutgoingText) -> Receipt:
         """Mail ``text`` to its gateway address; see the module docstring for the errors."""
-        message = build_email(text, self._config.from_addr, self._clock(), self._domain)
+        try:
+            message = build_email(text, self._config.from_addr, self._clock(), self._domain)
+        except DeliveryError:
+            raise
+        except Exception as exc:
+            self._step = "building the mail"
+            raise self._unexpected(exc) from exc
         with self._lock:
             try:
-                return self._deliver(message, may_retry=self._conn is not None)
-            except _Stale:
-                return self._deliver(message, may_retry=False)
+                try:
+                    return self._deliver(message, may_retry=self._conn is not None)
+                except _Stale:
+                    return self._deliver(message, may_retry=False)
+            except DeliveryError:
+                raise
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    self._drop()  # in an unknown state: start again on the next send
+                raise self._unexpected(exc) from exc
 
     def close(self) -> None:
         """Say QUIT and drop the connection, if one is open."""
@@ -213,7 +239,10 @@ class SmtpTransport:
                 conn = self._open()
             except (smtplib.SMTPException, OSError) as exc:
                 raise self._mapped(exc) from exc
-            _quit(conn)
+            except Exception as exc:
+                raise self._unexpected(exc) from exc
+            with contextlib.suppress(Exception):
+                _quit(conn)
         cfg = self._config
         login = f"logged in as {cfg.username}" if cfg.username else "no login"
         return f"{self._where} {cfg.security}, {login}"
@@ -227,6 +256,11 @@ class SmtpTransport:
             self._conn = conn
             self._step = "MAIL"
             code, resp = conn.mail(sender)
+            if code == 421 and may_retry:
+                # The server hung up on our idle connection (Postfix: "421 4.4.2 ... timeout
+                # exceeded"); nothing was tried yet: go again on a new one.
+                self._drop()
+                raise _Stale
             if code != 250:
                 raise smtplib.SMTPResponseException(code, resp)
             self._step = "RCPT"
@@ -275,7 +309,13 @@ class SmtpTransport:
                 conn.ehlo_or_helo_if_needed()
             if cfg.username:
                 self._step = "AUTH"
-                conn.login(cfg.username, cfg.password or "")
+                if not conn.has_extn("auth"):
+                    if cfg.security == "none" and conn.has_extn("starttls"):
+                        raise smtplib.SMTPNotSupportedError(
+                            "the server offers AUTH only after STARTTLS: set `security: starttls`"
+                        )
+                    raise smtplib.SMTPNotSupportedError("the server offers no AUTH")
+                _login(conn, cfg.username, cfg.password or "")
         except BaseException:
             conn.close()
             raise
@@ -356,6 +396,15 @@ class SmtpTransport:
             return err(f"{what}: {exc.filename}" if exc.filename else what)
         return err(repr(exc))
 
+    def _unexpected(self, exc: BaseException) -> TemporaryDeliveryError:
+        """Whatever the mapping above does not know: still ours, with its type and step."""
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return TemporaryDeliveryError(
+            self._redact(f"smtp {self._where}: unexpected error ({self._step}): {what}"),
+            scope="transport",
+            auth=self._step == "AUTH",
+        )
+
     def _redact(self, message: str) -> str:
         """Never let the password (plain or base64, as AUTH sends it) reach a message."""
         password = self._config.password
@@ -370,6 +419,38 @@ class SmtpTransport:
         for secret in sorted(secrets, key=len, reverse=True):
             message = message.replace(secret, "***")
         return message
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _login(conn: smtplib.SMTP, user: str, password: str) -> None:
+    """AUTH with UTF-8 credentials; raises the smtplib errors ``login`` would."""
+    offered = conn.esmtp_features.get("auth", "").upper().split()
+    secret = password.encode("utf-8")
+    for mechanism in ("CRAM-MD5", "PLAIN", "LOGIN"):
+        if mechanism not in offered:
+            continue
+        if mechanism == "CRAM-MD5":
+            code, resp = conn.docmd("AUTH", "CRAM-MD5")
+            if code == 334:
+                challenge = base64.b64decode(resp)
+                digest = hmac.new(secret, challenge, "md5").hexdigest()
+                code, resp = conn.docmd(_b64(f"{user} {digest}".encode()))
+        elif mechanism == "PLAIN":
+            token = b"\0" + user.encode("utf-8") + b"\0" + secret
+            code, resp = conn.docmd("AUTH", "PLAIN " + _b64(token))
+        else:
+            code, resp = conn.docmd("AUTH", "LOGIN " + _b64(user.encode("utf-8")))
+            if code == 334:
+                code, resp = conn.docmd(_b64(secret))
+        if code in (235, 503):  # 503: already authenticated
+            return
+        raise smtplib.SMTPAuthenticationError(code, resp)
+    raise smtplib.SMTPException(
+        f"no AUTH method we know (CRAM-MD5, PLAIN, LOGIN) among {' '.join(offered) or 'none'}"
+    )
 
 
 def _quit(conn: smtplib.SMTP) -> None:

@@ -277,6 +277,7 @@ def test_test_shows_matched_rules_text_and_address(
         "matched: leak",
         "  [leak] to alex via smtp 5551234567@tmomail.net:",
         "    Water leak: basement",
+        "  [leak] charset GSM-7 (charset gsm7 is set): every character is GSM-7",
         "nothing was sent (dry run)",
     ]
     assert not state_dir.exists()  # a dry run writes no outbox
@@ -308,7 +309,7 @@ def test_test_when_false_matches_no_rule(
     config_path: str, env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run("test", "-c", config_path, "zigbee2mqtt/x/leak", DRY, env=env) == 0
-    assert "no rule matches" in capsys.readouterr().out
+    assert "[leak] matches the topic, but its `when` is false" in capsys.readouterr().out
 
 
 def test_test_shows_a_cooldown_from_the_saved_throttle_state(

@@ -461,3 +461,10 @@ def test_a_slow_way_out_holds_back_no_other(tmp_path: Path) -> None:
     finally:
         release.set()
         rig.engine.stop(2)
+
+
+def test_a_dry_run_text_says_so_in_its_event(rig: Rig) -> None:
+    rig.smtp._outcomes = [Receipt("smtp", "m1", "new/1", dry_run=True)]
+    rig.send("pretend")
+    (ev,) = rig.events("sent")
+    assert ev["dry_run"] is True and ev["via"] == "maildir"

@@ -21,6 +21,7 @@ def test_mail_appears_in_new(tmp_path: Path) -> None:
     assert receipt.remote_id == "<7@localhost>"
     [path] = (box / "new").iterdir()
     assert path.name == receipt.detail
+    assert receipt.dry_run  # the engine must not call it "sent"
     assert list((box / "tmp").iterdir()) == [] and (box / "cur").is_dir()
     with path.open("rb") as f:
         msg = message_from_binary_file(f, policy=policy.default)
@@ -44,3 +45,9 @@ def test_a_file_in_the_way_is_a_transport_error(tmp_path: Path) -> None:
     (tmp_path / "box").write_text("not a directory")
     with pytest.raises(TemporaryDeliveryError, match="maildir"):
         MaildirTransport(str(tmp_path / "box")).send(OutgoingText("1", "a@b.c", "x"))
+
+
+def test_only_the_dry_run_says_dry_run() -> None:
+    from mqtt2sms.transports.base import Receipt
+
+    assert Receipt("smtp").dry_run is False

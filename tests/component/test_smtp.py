@@ -248,3 +248,167 @@ def test_header_injection_in_address_is_refused(sink: Sink, transport: SmtpTrans
     with pytest.raises(PermanentDeliveryError):
         transport.send(text(address=TO + "\r\nBcc: evil@x"))
     assert sink.mails == []
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+def _sink_with(tls_files: TlsFiles, users: dict[str, str], **kwargs: object) -> Iterator[Sink]:
+    """A STARTTLS sink like make_sink's, with extra aiosmtpd options (one AUTH mechanism)."""
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    from tests.component.conftest import Sink, SinkHandler, _free_port
+
+    def authenticator(*args: object) -> AuthResult:
+        data = args[-1]
+        ok = isinstance(data, LoginPassword) and (
+            users.get(data.login.decode()) == data.password.decode()
+        )
+        return AuthResult(success=ok, handled=False)
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tls_files.cert, tls_files.key)
+    handler = SinkHandler()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=_free_port(),
+        server_hostname="sink.test",
+        tls_context=ctx,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_required=True,
+        **kwargs,
+    )
+    controller.start()
+    try:
+        yield Sink(controller, handler)
+    finally:
+        controller.stop()
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+@pytest.mark.parametrize(("user", "password"), [(USER, "pässwört"), ("hüs@example.org", "pw€")])
+def test_non_ascii_credentials_are_sent_as_utf8(
+    tls_files: TlsFiles, mechanism: str, user: str, password: str
+) -> None:
+    other = {"PLAIN": "LOGIN", "LOGIN": "PLAIN"}[mechanism]
+    for sink in _sink_with(tls_files, {user: password}, auth_exclude_mechanism=[other]):
+        cfg = config(
+            sink.port,
+            security="starttls",
+            ca_certs=tls_files.cert,
+            username=user,
+            password=password,
+        )
+        t = SmtpTransport(cfg)
+        try:
+            t.send(text())
+            assert t.probe().endswith(f"logged in as {user}")
+        finally:
+            t.close()
+        assert [m.rcpts for m in sink.mails] == [[TO]]
+
+
+def test_wrong_non_ascii_password_is_an_auth_error(tls_files: TlsFiles) -> None:
+    for sink in _sink_with(tls_files, {USER: "pässwört"}):
+        cfg = config(
+            sink.port, security="starttls", ca_certs=tls_files.cert, username=USER, password="pä"
+        )
+        with pytest.raises(TemporaryDeliveryError) as info:
+            SmtpTransport(cfg).send(text())
+        assert (info.value.scope, info.value.auth) == ("transport", True)
+        assert "535" in str(info.value) and "pä" not in str(info.value)
+
+
+def test_a_host_name_idna_cannot_encode_is_a_transport_error() -> None:
+    t = SmtpTransport(config(25, host="smtp..example.org"))  # empty label: refused before DNS
+    for call in (lambda: t.send(text()), t.probe):
+        with pytest.raises(TemporaryDeliveryError, match="unexpected error") as info:
+            call()
+        assert info.value.scope == "transport"
+
+
+def test_any_unexpected_exception_becomes_a_transport_error(
+    sink: Sink, transport: SmtpTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import smtplib
+
+    transport.send(text(1))
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(smtplib.SMTP, "rcpt", broken)
+    with pytest.raises(
+        TemporaryDeliveryError, match=r"unexpected error \(RCPT\): RuntimeError: boom"
+    ):
+        transport.send(text(2))
+    monkeypatch.undo()
+    transport.send(text(3))  # the broken connection was dropped: a new one
+    assert (len(sink.mails), sink.connections) == (2, 2)
+
+
+def _hang_up(sink: Sink, reply: bytes | None) -> None:
+    """What Postfix does to an idle session: ``421 4.4.2 ... timeout exceeded``, then close."""
+    import asyncio
+
+    async def close_all() -> None:
+        for server in sink.handler.servers:
+            if server.transport is not None:
+                if reply is not None:
+                    server.transport.write(reply)
+                server.transport.close()
+        await asyncio.sleep(0.05)
+
+    asyncio.run_coroutine_threadsafe(close_all(), sink.controller.loop).result(5)
+
+
+@pytest.mark.parametrize(
+    "reply", [b"421 4.4.2 sink.test Error: timeout exceeded\r\n", None], ids=["421", "closed"]
+)
+def test_idle_connection_closed_by_the_server_is_reopened_silently(
+    sink: Sink, transport: SmtpTransport, reply: bytes | None
+) -> None:
+    transport.send(text(1))
+    _hang_up(sink, reply)
+    receipt = transport.send(text(2))  # no error: a new connection, at once
+    assert receipt.remote_id == "<t2@example.org>"
+    assert (len(sink.mails), sink.connections) == (2, 2)
+
+
+def test_421_to_mail_on_a_reused_connection_reconnects_once(
+    sink: Sink, transport: SmtpTransport
+) -> None:
+    transport.send(text(1))
+    sink.answer("MAIL", "421 4.4.2 sink.test Error: timeout exceeded")
+    transport.send(text(2))
+    assert (len(sink.mails), sink.connections) == (2, 2)
+    sink.answer("MAIL", "421 4.3.2 shutting down", times=2)  # the new connection too: an error
+    with pytest.raises(TemporaryDeliveryError, match="421") as info:
+        transport.send(text(3))
+    assert info.value.scope == "transport"
+
+
+def test_security_none_against_auth_after_starttls_suggests_starttls(make_sink: MakeSink) -> None:
+    sink = make_sink("starttls", users={USER: PASSWORD})
+    t = SmtpTransport(config(sink.port, security="none", username=USER, password=PASSWORD))
+    for call in (lambda: t.send(text()), t.probe):
+        with pytest.raises(TemporaryDeliveryError, match="security: starttls") as info:
+            call()
+        assert info.value.auth
+    assert sink.mails == []
+
+
+def test_non_ascii_addresses_are_mapped(sink: Sink) -> None:
+    t = SmtpTransport(config(sink.port))
+    with pytest.raises(PermanentDeliveryError):
+        t.send(text(address="jösé@exämple.org"))
+    bad_from = SmtpTransport(config(sink.port, from_addr="häus@example.org"))
+    with pytest.raises(TemporaryDeliveryError, match=r"smtp\.from") as info:
+        bad_from.send(text())
+    assert info.value.scope == "transport"
+    assert sink.mails == []

@@ -183,6 +183,7 @@ def test_payload_text_is_data_not_template(payload: str) -> None:
         ("value_json is defined", JSON, True),
         ("topic_parts[1] == 'bath'", JSON, True),
         ("now.hour >= 21", JSON, True),
+        ("value_json.s > 3", JSON, False),  # "off" > 3: a non-numeric value, false
     ],
 )
 def test_when(t: Templates, src: str, v: Variables, expected: bool) -> None:
@@ -192,7 +193,6 @@ def test_when(t: Templates, src: str, v: Variables, expected: bool) -> None:
 @pytest.mark.parametrize(
     "src",
     [
-        "value_json.s > 3",  # TypeError: str > int
         "1 / 0",
         "''.__class__",
         "value ==",
@@ -247,3 +247,90 @@ def test_check_expression(t: Templates, src: str, ok: bool) -> None:
 )
 def test_default_message(payload: str, expected: str) -> None:
     assert Templates.default_message(make(payload)) == expected
+
+
+# ------------------------------------------------------------------ when: dropped-out sensors
+
+
+SENSOR_GONE = [
+    make('{"temperature": null}'),  # Zigbee2MQTT, a sensor that dropped out
+    make('{"temperature": "unavailable"}'),
+    make("unavailable"),  # Home Assistant's state topic
+    make('{"temperature": [1]}'),
+    make('{"temperature": {"v": 40}}'),
+]
+
+
+@pytest.mark.parametrize("v", SENSOR_GONE)
+@pytest.mark.parametrize(
+    "src",
+    [
+        "value_json.temperature > 30",
+        "{{ value_json.temperature >= 30 }}",
+        "30 < value_json.temperature",
+        "20 < value_json.temperature < 30",
+        "value_json.temperature - 5 > 25",
+        "value_json.temperature * 2 > 60",
+        "{% if value_json.temperature > 30 %}hot{% endif %}",
+        "value > 30",
+        "'x' in value_json.temperature",
+    ],
+)
+def test_when_with_a_null_or_non_numeric_value_is_false_not_an_error(
+    t: Templates, src: str, v: Variables
+) -> None:
+    assert t.when(src, v) is False
+
+
+def test_when_notes_say_what_was_false(t: Templates) -> None:
+    notes: list[str] = []
+    assert t.when("value_json.temperature > 30", make('{"temperature": null}'), notes) is False
+    assert notes == ["null > 30 is false"]
+    notes = []
+    assert t.when("value > 30", make("unavailable"), notes) is False
+    assert notes == ["'unavailable' > 30 is false"]
+    notes = []
+    assert t.when("value_json.missing > 30", JSON, notes) is False
+    assert notes == []  # undefined is false silently, as before
+
+
+@pytest.mark.parametrize(
+    ("src", "payload", "expected"),
+    [
+        ("value_json.temperature > 30", '{"temperature": 31.5}', True),
+        ("value_json.temperature > 30", '{"temperature": "31.5"}', True),  # a number as text
+        ("value > 30", "31", True),
+        ("value > 30", "29", False),
+        ("value_json.t > 30 or value_json.smoke", '{"t": null, "smoke": true}', True),
+        ("value_json.t - 5 > 30 or value_json.smoke", '{"t": null, "smoke": true}', True),
+        ("value_json.t == none", '{"t": null}', True),
+        ("value_json.t != 3", '{"t": null}', True),
+        ("value_json.missing != 3", '{"t": null}', False),
+        ("1 < value_json.t < 5", '{"t": 3}', True),
+        ("1 < value_json.t < 5", '{"t": 7}', False),
+        ("value_json.state in ['ON', 'on']", '{"state": "ON"}', True),
+        ("'b' < value_json.s", '{"s": "c"}', True),
+    ],
+)
+def test_when_comparisons(t: Templates, src: str, payload: str, expected: bool) -> None:
+    assert t.when(src, make(payload)) is expected
+
+
+def test_messages_still_fail_on_a_null_comparison(t: Templates) -> None:
+    # outside `when` a broken template falls back (the router's job): unchanged
+    with pytest.raises(TemplateError):
+        t.render("{% if value_json.t > 3 %}hot{% endif %}", make('{"t": null}'))
+
+
+def test_when_is_still_sandboxed(t: Templates) -> None:
+    for src in ("''.__class__", "value.__class__.__mro__ > 1", "9 ** 999999 > 1", "'a' * 10**9"):
+        with pytest.raises(TemplateError):
+            t.when(src, PLAIN)
+
+
+def test_first_time() -> None:
+    t = Templates()
+    assert t.first_time("temp", "when") is True
+    assert t.first_time("temp", "when") is False
+    assert t.first_time("other", "when") is True
+    assert Templates().first_time("temp", "when") is True  # a reload starts afresh

@@ -270,7 +270,7 @@ def test_when_true_texts_the_rendered_message() -> None:
 
 def test_when_false_sends_nothing() -> None:
     routed = run(config(LEAK), "zigbee2mqtt/basement/leak", '{"water_leak": false}')
-    assert routed == Routed(state=routed.state)
+    assert routed == Routed(state=routed.state, stopped=("leak",))
     assert routed.matched == ()
 
 
@@ -757,3 +757,82 @@ def test_cooldowns_are_measured_on_the_elapsed_axis_not_the_wall_clock() -> None
     (ev,) = third.events
     assert ev.state == "suppressed"
     assert str(ev.extra["until"]).startswith((ahead + dt.timedelta(seconds=5)).isoformat()[:19])
+
+
+# --------------------------------------------------------------------- when: null, unavailable
+
+TEMP = """
+rules:
+  - name: hot
+    topic: zigbee2mqtt/+/temp
+    when: value_json.temperature > 30
+    message: "Hot: {{ value_json.temperature }}"
+"""
+
+
+@pytest.mark.parametrize(
+    "payload", ['{"temperature": null}', "unavailable", '{"temperature": "unavailable"}']
+)
+def test_when_on_a_dropped_out_sensor_is_false_and_said_once_per_rule(payload: str) -> None:
+    cfg, templates = config(TEMP), Templates()
+    first = route(
+        cfg, templates, msg("zigbee2mqtt/attic/temp", payload), throttle.EMPTY, NOW, NY, "a"
+    )
+    assert first.texts == () and first.events == ()  # no fallback text: no false alarm
+    assert first.stopped == ("hot",) and first.matched == ()
+    if payload == "unavailable":  # not JSON: value_json is undefined, silently false as before
+        assert first.problems == ()
+        return
+    [problem] = first.problems
+    assert problem.startswith("rule hot: in `when`, ") and "> 30 is false" in problem
+    again = route(
+        cfg, templates, msg("zigbee2mqtt/attic/temp", payload), throttle.EMPTY, NOW, NY, "b"
+    )
+    assert again.texts == () and again.problems == ()  # once per rule, not per message
+    hot = route(
+        cfg,
+        templates,
+        msg("zigbee2mqtt/attic/temp", '{"temperature": 31}'),
+        throttle.EMPTY,
+        NOW,
+        NY,
+        "c",
+    )
+    assert [t.body for t in hot.texts] == ["Hot: 31"]
+
+
+def test_a_when_that_fails_otherwise_still_sends_the_fallback() -> None:
+    cfg = config(TEMP.replace("value_json.temperature > 30", "value_json.temperature / 0 > 1"))
+    routed = run(cfg, "zigbee2mqtt/attic/temp", '{"temperature": 3}')
+    assert [t.body for t in routed.texts] == ['hot: {"temperature": 3}']
+    assert "when failed" in routed.problems[0]
+
+
+# --------------------------------------------------------------------------- charset, subject
+
+
+def test_the_subject_is_transliterated_and_counted_and_the_charset_said() -> None:
+    cfg = config(
+        """
+        rules:
+          - name: leak
+            topic: home/leak
+            subject: "“Leak” 🔥"
+            max_length: 40
+        """
+    )
+    routed = run(cfg, "home/leak", "x" * 60)
+    [t] = routed.texts
+    assert t.subject == '"Leak"'
+    assert septets(t.body) + septets(t.subject) + 1 <= 40
+    [(rule, charset, reason)] = routed.charsets  # config's default: gsm7 today, auto soon
+    assert (rule, charset) == ("leak", "gsm7") and reason.endswith("transliterated, no letter lost")
+
+
+def test_cyrillic_is_never_deleted() -> None:
+    cfg = config("rules: [{name: leak, topic: home/leak}]")
+    routed = run(cfg, "home/leak", "Привет мир: протечка")
+    [t] = routed.texts
+    assert t.body in ("Привет мир: протечка", "Privet mir: protechka")  # auto / gsm7
+    [(rule, _charset, reason)] = routed.charsets
+    assert rule == "leak" and "Cyrillic" in reason

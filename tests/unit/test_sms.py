@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqtt2sms.sms import GSM7_BASIC, GSM7_EXTENSION, format_sms, septets, to_gsm7
+from mqtt2sms.sms import (
+    GSM7_BASIC,
+    GSM7_EXTENSION,
+    choose_charset,
+    compose,
+    format_sms,
+    septets,
+    to_gsm7,
+)
 
 GSM7 = GSM7_BASIC | GSM7_EXTENSION
 SUFFIXES = ["", " (+19 more)", " ACK 417", " (+1 more) €", "\n-- TEST"]
@@ -253,15 +261,17 @@ texts = st.text(
     max_length=st.integers(20, 500),
     long=st.sampled_from(["truncate", "split"]),
     max_parts=st.integers(1, 5),
-    charset=st.sampled_from(["gsm7", "unicode"]),
+    asked=st.sampled_from(["auto", "gsm7", "unicode"]),
     suffix=st.sampled_from(SUFFIXES),
 )
 def test_format_sms_properties(
-    text: str, max_length: int, long: str, max_parts: int, charset: str, suffix: str
+    text: str, max_length: int, long: str, max_parts: int, asked: str, suffix: str
 ) -> None:
     parts = format_sms(
-        text, max_length=max_length, long=long, max_parts=max_parts, charset=charset, suffix=suffix
+        text, max_length=max_length, long=long, max_parts=max_parts, charset=asked, suffix=suffix
     )
+    charset = choose_charset("\n" + text + "\n" + suffix, asked)[0]
+    latin = asked == "gsm7"
     assert 1 <= len(parts) <= max_parts
     if long == "truncate":
         assert len(parts) == 1
@@ -273,8 +283,8 @@ def test_format_sms_properties(
         assert "\r" not in part
         assert all(c == "\n" or c >= " " for c in part)
 
-    body = clean(text, charset)
-    tail = to_gsm7(suffix) if charset == "gsm7" else suffix
+    body = clean(text, asked)
+    tail = to_gsm7(suffix, latin=latin) if charset == "gsm7" else suffix
     if body:
         # a last part that holds only the suffix drops the suffix's leading whitespace
         n = len(parts)
@@ -294,3 +304,109 @@ def test_gsm7_text_that_fits_is_unchanged(text: str) -> None:
     cleaned = to_gsm7(text).strip()
     if septets(cleaned) <= 160:
         assert format_sms(text) == (cleaned,)
+
+
+# --------------------------------------------------------------------------- charset auto
+
+
+@pytest.mark.parametrize(
+    ("text", "charset", "reason"),
+    [
+        ("Water leak", "gsm7", "GSM-7: every character is GSM-7"),
+        ("Fire 🔥 in the “hall”", "gsm7", "GSM-7: transliterated, no letter lost"),
+        ("Łódź: 21.5°C ≥ 20", "gsm7", "GSM-7: transliterated, no letter lost"),
+        ("Привет мир: протечка", "unicode", "UCS-2: GSM-7 would delete the Cyrillic letters"),
+        ("sms: Διαρροή", "unicode", "UCS-2: GSM-7 would delete the Greek letters"),
+        ("漏水 kitchen", "unicode", "UCS-2: GSM-7 would delete the CJK letters"),
+        ("Ω ΔΣ", "gsm7", "GSM-7: every character is GSM-7"),  # GSM-7 has these capitals
+    ],
+)
+def test_choose_charset_auto(text: str, charset: str, reason: str) -> None:
+    assert choose_charset(text, "auto") == (charset, reason)
+    assert choose_charset(text) == (charset, reason)  # auto is the default
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("Привет мир: протечка", ("Привет мир: протечка",)),
+        ("sms: Διαρροή νερού", ("sms: Διαρροή νερού",)),
+        ("Fire 🔥 in the “hall”", ('Fire in the "hall"',)),
+    ],
+)
+def test_auto_never_deletes_a_script(text: str, parts: tuple[str, ...]) -> None:
+    assert format_sms(text, charset="auto") == parts
+
+
+def test_auto_ucs2_limits() -> None:
+    f = compose("Протечка " * 20, charset="auto", long="split", max_parts=3)
+    assert f.charset == "unicode" and len(f.parts) == 3
+    assert all(utf16_units(p) <= 67 for p in f.parts)
+
+
+def test_gsm7_set_writes_cyrillic_and_greek_in_latin() -> None:
+    f = compose("Привет мир: Протечка, Щука, Жук", charset="gsm7")
+    assert f.parts == ("Privet mir: Protechka, Shchuka, Zhuk",)
+    assert (f.charset, f.reason) == (
+        "gsm7",
+        "GSM-7 (charset gsm7 is set): Cyrillic letters written in Latin",
+    )
+    assert format_sms("Διαρροή νερού", charset="gsm7") == ("Diarroi neroy",)
+
+
+def test_gsm7_set_falls_back_to_ucs2_for_a_script_it_cannot_write() -> None:
+    f = compose("漏水 in the kitchen", charset="gsm7")
+    assert f.parts == ("漏水 in the kitchen",)
+    assert (f.charset, f.reason) == (
+        "unicode",
+        "UCS-2: charset gsm7 is set, but GSM-7 cannot write CJK",
+    )
+
+
+def test_unicode_set() -> None:
+    assert choose_charset("Water leak", "unicode") == ("unicode", "UCS-2: charset unicode is set")
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=["Cs"])))
+def test_auto_keeps_every_letter(text: str) -> None:
+    import unicodedata
+
+    f = compose(text, charset="auto", max_length=10**6)
+    if f.charset == "gsm7":
+        out = f.parts[0]
+        kept = {unicodedata.category(c)[0] for c in out}
+        letters = [
+            c
+            for c in text
+            if unicodedata.category(c)[0] in "LN" and unicodedata.category(c) != "Lm"
+        ]
+        assert not letters or kept & {"L", "N"}
+
+
+def test_subject_is_transliterated_and_counted_in_gsm7() -> None:
+    f = compose("a" * 160, charset="auto", subject="“Leak” 🔥")
+    assert f.subject == '"Leak"'
+    [part] = f.parts
+    assert septets(part) + septets(f.subject) + 1 <= 160
+    assert part.endswith("...")
+
+
+def test_subject_counts_in_every_split_part() -> None:
+    f = compose("word " * 100, charset="gsm7", long="split", max_parts=5, subject="Leak")
+    assert all(septets(p) <= 153 - len("Leak") - 1 for p in f.parts)
+
+
+def test_subject_is_cut_to_half_the_limit() -> None:
+    f = compose("Door open", charset="auto", subject="S" * 300)
+    assert f.subject is not None and septets(f.subject) <= 79
+    assert f.parts == ("Door open",)
+
+
+def test_a_subject_in_another_script_makes_it_ucs2() -> None:
+    f = compose("Door open", charset="auto", subject="Тревога")
+    assert (f.charset, f.subject, f.parts) == ("unicode", "Тревога", ("Door open",))
+
+
+def test_no_subject() -> None:
+    assert compose("x", subject=None).subject is None
+    assert compose("x", subject="🔥").subject is None  # nothing a phone can show is left
