@@ -50,7 +50,7 @@ from mqtt2sms.outbox import Outbox, OutboxError, Row, from_ts, ts
 from mqtt2sms.render import Templates
 from mqtt2sms.router import route
 from mqtt2sms.system import utcnow
-from mqtt2sms.transports.base import OutgoingText, Transport
+from mqtt2sms.transports.base import OutgoingText, ReceivedText, Receiving, Reporting, Transport
 from mqtt2sms.workers import Done, InlineWorker, Job, Worker
 
 log = logging.getLogger("mqtt2sms")
@@ -136,6 +136,7 @@ class Engine:
         threaded: bool = True,
         idle_close: float = 15.0,
         new_id: Callable[[], str] | None = None,
+        poll_every: float = 15.0,
     ) -> None:
         self.config = config
         self.outbox = outbox
@@ -183,6 +184,9 @@ class Engine:
         self._stats_at = -1e18
         self._pruned_at = mono()
         self._data_version = outbox.data_version()
+        self.poll_every = poll_every
+        self._polls: dict[tuple[str, str], float] = {}  # (transport, kind) -> last asked
+        self._polling: set[tuple[str, str]] = set()
         self.thread = threading.Thread(target=self._main, name="engine", daemon=True)
 
     # -- clocks ----------------------------------------------------------------------------
@@ -638,6 +642,9 @@ class Engine:
     # -- results ---------------------------------------------------------------------------
 
     def _done(self, done: Done) -> None:
+        if done.job.kind != "send":
+            self._polled(done)
+            return
         t = self.tries.pop(done.job.key, None)
         if t is None:
             return
@@ -941,6 +948,7 @@ class Engine:
             self._data_version = dv
             self.health = {n: replace(h, down_until=None) for n, h in self.health.items()}
             self._due_changed = True
+        self._poll()
         if m - self._pruned_at > PRUNE_EVERY:
             self._pruned_at = m
             self._prune()
@@ -949,6 +957,96 @@ class Engine:
         ) or m - self._stats_at >= STATS_EVERY:
             self.publish_stats()
         self._save()
+
+    # -- reports and received texts --------------------------------------------------------
+
+    def _receives(self, name: str) -> bool:
+        if name == "modem":
+            return self.config.modem is not None
+        section = getattr(self.config, name, None)
+        return bool(getattr(section, "receive", False))
+
+    def _poll(self) -> None:
+        """Ask the ways out that can tell for delivery reports and received texts."""
+        m = self.mono()
+        for name, t in self.transports.items():
+            worker = self.workers.get(name)
+            if worker is None or self.health.get(name, delivery.HEALTHY).is_down(self._now()):
+                continue
+            for kind in ("reports", "receive"):
+                key = (name, kind)
+                if key in self._polling or m - self._polls.get(key, -1e18) < self.poll_every:
+                    continue
+                job: Job | None = None
+                if kind == "reports" and isinstance(t, Reporting):
+                    since = self.now_e() - max(self.config.limits.max_age, 3600.0)
+                    ids = self._try_db(functools.partial(self.outbox.awaiting_reports, name, since))
+                    if ids:
+                        job = Job(f"{kind}:{name}", kind="reports", ids=tuple(ids))
+                elif kind == "receive" and isinstance(t, Receiving) and self._receives(name):
+                    job = Job(
+                        f"{kind}:{name}", kind="receive", mark=self.outbox.get_kv(f"mark:{name}")
+                    )
+                self._polls[key] = m
+                if job is not None:
+                    self._polling.add(key)
+                    worker.put(job)
+
+    def _polled(self, done: Done) -> None:
+        name = done.transport
+        self._polling.discard((name, done.job.kind))
+        if done.error:
+            log.warning("%s: asking for %s failed: %s", name, done.job.kind, done.error)
+            return
+        for rep in done.reports:
+            if rep.state == "pending":
+                continue
+            row = self._try_db(functools.partial(self.outbox.by_remote, name, rep.remote_id))
+            if row is None:
+                continue
+            tr = self._track(row)
+            ar = delivery.after_report(
+                tr,
+                delivery.Report(rep.state, rep.detail),
+                self._options(row.rule),
+                self._now(),
+                True,
+            )
+            final = "delivered" if ar.state == "delivered" else "undelivered"
+            self._update(
+                row.id, final, {"last_error": ar.track.last_error if final != "delivered" else None}
+            )
+            if ar.state == "queued":
+                self._update(
+                    row.id, "queued", self._queued_fields(ar.track, "failover", self.now_e())
+                )
+                self._due_changed = True
+            self.sink.emit(self._row_event(row, ar.event, tr, rep.detail or None, via=name))
+        if done.job.kind == "receive" and done.mark is not None:
+            for rx in done.received:
+                self._received(name, rx)
+            self._try_db(lambda: self.outbox.set_kv({f"mark:{name}": str(done.mark)}))
+
+    def _received(self, via: str, rx: ReceivedText) -> None:
+        contact = next(
+            (
+                c.name
+                for c in self.config.contacts.values()
+                if rx.sender in (c.e164, c.gateway_address)
+            ),
+            None,
+        )
+        if self.config.received == "none" or (
+            self.config.received == "contacts" and contact is None
+        ):
+            return
+        at = (
+            rx.at.isoformat(timespec="seconds")
+            if rx.at
+            else self.wall().isoformat(timespec="seconds")
+        )
+        body = {"from": rx.sender, "contact": contact, "text": rx.text, "via": via, "at": at}
+        self.sink.publish_json("received", body)
 
     def publish_stats(self) -> None:
         self._stats_at = self.mono()

@@ -77,6 +77,8 @@ CREATE INDEX IF NOT EXISTS texts_open_age ON texts(created_at)
     WHERE state IN ('queued', 'sending');
 CREATE INDEX IF NOT EXISTS texts_finished ON texts(finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS texts_epoch ON texts(epoch, mid);
+CREATE INDEX IF NOT EXISTS texts_awaiting_report ON texts(transport, finished_at)
+    WHERE state = 'sent' AND remote_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cooldowns (
     rule TEXT NOT NULL,
@@ -427,6 +429,26 @@ class Outbox:
             (-1e300 if after is None else after,),
         ).fetchone()
         return None if r is None or r[0] is None else float(r[0])
+
+    def awaiting_reports(self, transport: str, since: float, limit: int = 100) -> list[str]:
+        """Remote ids of texts ``transport`` took since ``since`` with no final report yet."""
+        return [
+            str(r[0])
+            for r in self.db.execute(
+                "SELECT remote_id FROM texts INDEXED BY texts_awaiting_report"
+                " WHERE state = 'sent' AND remote_id IS NOT NULL AND transport = ?"
+                " AND finished_at >= ? ORDER BY finished_at LIMIT ?",
+                (transport, since, limit),
+            )
+        ]
+
+    def by_remote(self, transport: str, remote_id: str) -> Row | None:
+        r = self.db.execute(
+            f"SELECT {_COLUMNS} FROM texts INDEXED BY texts_awaiting_report"
+            " WHERE state = 'sent' AND remote_id IS NOT NULL AND transport = ? AND remote_id = ?",
+            (transport, remote_id),
+        ).fetchone()
+        return None if r is None else _row(r)
 
     def get(self, text_id: str) -> Row | None:
         r = self.db.execute(f"SELECT {_COLUMNS} FROM texts WHERE id = ?", (text_id,)).fetchone()

@@ -16,18 +16,29 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from mqtt2sms import delivery
 from mqtt2sms.errors import PermanentDeliveryError, TemporaryDeliveryError
-from mqtt2sms.transports.base import OutgoingText, Transport
+from mqtt2sms.transports.base import (
+    DeliveryReport,
+    OutgoingText,
+    ReceivedText,
+    Receiving,
+    Reporting,
+    Transport,
+)
 
 log = logging.getLogger("mqtt2sms")
 
 
 @dataclass(frozen=True)
 class Job:
-    key: str  # the engine's handle for the try (a text id)
-    text: OutgoingText
+    key: str  # the engine's handle for the try (a text id), or for the poll
+    text: OutgoingText | None = None
+    kind: Literal["send", "reports", "receive"] = "send"
+    ids: tuple[str, ...] = ()  # remote ids, for "reports"
+    mark: str | None = None  # the high-water mark, for "receive"
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,28 @@ class Done:
     result: delivery.Result | None  # None: not tried (the worker stopped first)
     send_ms: float = 0.0
     via: str = ""  # the name the receipt gave (``maildir`` for the dry run)
+    reports: tuple[DeliveryReport, ...] = ()
+    received: tuple[ReceivedText, ...] = ()
+    mark: str | None = None
+    error: str | None = None  # a poll that failed
+
+
+def run(name: str, transport: Transport, job: Job, mono: Callable[[], float]) -> Done:
+    """Do one job: a send, or a poll for reports or received texts."""
+    if job.kind == "send":
+        assert job.text is not None
+        started = mono()
+        result, via = attempt(transport, job.text)
+        return Done(job, name, result, round((mono() - started) * 1000, 1), via)
+    try:
+        if job.kind == "reports" and isinstance(transport, Reporting):
+            return Done(job, name, None, reports=tuple(transport.reports(job.ids)))
+        if job.kind == "receive" and isinstance(transport, Receiving):
+            got, mark = transport.receive(job.mark)
+            return Done(job, name, None, received=tuple(got), mark=mark)
+    except Exception as exc:  # a poll that fails is asked again at the next one
+        return Done(job, name, None, error=f"{type(exc).__name__}: {exc}")
+    return Done(job, name, None, error=f"{name} cannot {job.kind}")
 
 
 def attempt(transport: Transport, text: OutgoingText) -> tuple[delivery.Result, str]:
@@ -115,11 +148,10 @@ class Worker:
                 self._drain()
                 break
             self.busy_since = self.mono()
-            started = self.mono()
-            result, via = attempt(self.transport, job.text)
+            done = run(self.name, self.transport, job, self.mono)
             self._opened = True
             self.busy_since = None
-            self.done(Done(job, self.name, result, round((self.mono() - started) * 1000, 1), via))
+            self.done(done)
         self._close()
 
     def _drain(self) -> None:
@@ -152,8 +184,7 @@ class InlineWorker:
         pass
 
     def put(self, job: Job) -> None:
-        result, via = attempt(self.transport, job.text)
-        self.done(Done(job, self.name, result, 0.0, via))
+        self.done(run(self.name, self.transport, job, lambda: 0.0))
 
     def pending(self) -> int:
         return 0

@@ -3,12 +3,22 @@
 ``send`` either returns a ``Receipt`` or raises ``TemporaryDeliveryError`` (scope
 ``"transport"``: the way out is down; ``"text"``: only this text) or
 ``PermanentDeliveryError``. It never returns False.
+
+Two optional abilities, each one method the engine calls on the way out's own worker, on a
+schedule the engine keeps (a transport never runs a thread that touches state):
+
+- ``reports(remote_ids) -> [DeliveryReport]``: the state of texts it took (Twilio's message
+  status, the Android gateway's ``GET /message/{id}``); ``pending`` ones are asked again;
+- ``receive(mark) -> ([ReceivedText], mark)``: texts received since the high-water ``mark``
+  (None: the first look, which only takes the mark), and the new mark to store.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -40,3 +50,28 @@ class Transport(Protocol):
     def probe(self) -> str:
         """Try the way out without sending; return a one-line description or raise DeliveryError."""
         ...
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    remote_id: str
+    state: Literal["pending", "delivered", "undelivered"]
+    detail: str = ""  # the provider's own status or error code, for the event
+
+
+@dataclass(frozen=True)
+class ReceivedText:
+    sender: str  # E.164, or the gateway address digits
+    text: str
+    at: dt.datetime | None = None  # the phone's or provider's timestamp, when it gives one
+    remote_id: str = ""
+
+
+@runtime_checkable
+class Reporting(Protocol):
+    def reports(self, remote_ids: Sequence[str]) -> list[DeliveryReport]: ...
+
+
+@runtime_checkable
+class Receiving(Protocol):
+    def receive(self, mark: str | None) -> tuple[list[ReceivedText], str | None]: ...

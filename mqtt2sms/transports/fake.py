@@ -6,14 +6,19 @@
     fake.send(text)   # raises the error
     fake.send(text)   # Receipt("smtp", text.id, "ok")
     fake.sent         # both texts, in order; fake.delivered: the second only
+
+Delivery reports and received texts are scripted too::
+
+    fake.report("SM1", "delivered")          # what reports(["SM1"]) answers from now on
+    fake.inbox.append(ReceivedText("+15551234567", "ACK 417"))   # what receive() returns
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
-from .base import OutgoingText, Receipt
+from .base import DeliveryReport, OutgoingText, Receipt, ReceivedText
 
 Outcome = Receipt | BaseException | None
 Script = Callable[[OutgoingText], Receipt] | Iterable[Outcome]
@@ -48,6 +53,9 @@ class FakeTransport:
         elif script is not None:
             self._outcomes = list(script)
         self._lock = threading.Lock()
+        self._reports: dict[str, DeliveryReport] = {}
+        self.report_calls: list[list[str]] = []
+        self.inbox: list[ReceivedText] = []
 
     def send(self, text: OutgoingText) -> Receipt:
         """Record ``text`` and play the next outcome."""
@@ -73,3 +81,21 @@ class FakeTransport:
         if self._probe_error is not None:
             raise self._probe_error
         return f"fake {self.name}"
+
+    def report(self, remote_id: str, state: str, detail: str = "") -> None:
+        """Script the answer ``reports`` gives for ``remote_id``."""
+        self._reports[remote_id] = DeliveryReport(remote_id, state, detail)  # type: ignore[arg-type]
+
+    def reports(self, remote_ids: Sequence[str]) -> list[DeliveryReport]:
+        """The scripted state of each id (``pending`` when none was scripted)."""
+        with self._lock:
+            self.report_calls.append(list(remote_ids))
+            return [self._reports.get(r, DeliveryReport(r, "pending")) for r in remote_ids]
+
+    def receive(self, mark: str | None) -> tuple[list[ReceivedText], str | None]:
+        """The texts of ``inbox`` after ``mark`` (an index); the first look takes the mark."""
+        with self._lock:
+            n = len(self.inbox)
+            if mark is None:
+                return [], str(n)
+            return list(self.inbox[int(mark) :]), str(n)

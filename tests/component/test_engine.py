@@ -26,7 +26,7 @@ from mqtt2sms.engine import Engine
 from mqtt2sms.errors import PermanentDeliveryError, TemporaryDeliveryError
 from mqtt2sms.model import Message
 from mqtt2sms.outbox import Outbox
-from mqtt2sms.transports.base import OutgoingText, Receipt
+from mqtt2sms.transports.base import OutgoingText, Receipt, ReceivedText
 from mqtt2sms.transports.fake import FakeTransport
 
 UTC = dt.UTC
@@ -468,3 +468,53 @@ def test_a_dry_run_text_says_so_in_its_event(rig: Rig) -> None:
     rig.send("pretend")
     (ev,) = rig.events("sent")
     assert ev["dry_run"] is True and ev["via"] == "maildir"
+
+
+def test_delivery_reports_are_polled_until_final(rig: Rig) -> None:
+    rig.loaded = rig.load("defaults: {to: [alex], via: [twilio]}\n")
+    rig.restart()
+    rig.send("Leak")
+    (sent,) = rig.events("sent")
+    rig.tick(16)
+    assert rig.twilio.report_calls[-1] == [sent["id"]]
+    assert rig.events("delivered") == []  # pending: nothing to say
+    rig.twilio.report(sent["id"], "delivered")
+    rig.tick(16)
+    (ev,) = rig.events("delivered")
+    assert ev["id"] == sent["id"] and ev["via"] == "twilio"
+    asked = len(rig.twilio.report_calls)
+    rig.tick(16)
+    assert len(rig.twilio.report_calls) == asked  # a final text is not asked about again
+
+
+def test_an_undelivered_report_moves_the_text_to_the_next_way_out(rig: Rig) -> None:
+    rig.loaded = rig.load("defaults: {to: [alex], via: [twilio, smtp]}\n")
+    rig.restart()
+    rig.send("Smoke")
+    (sent,) = rig.events("sent")
+    rig.twilio.report(sent["id"], "undelivered", "30003 unreachable")
+    rig.tick(16)
+    (ev,) = rig.events("undelivered")
+    assert ev["error"] == "30003 unreachable"
+    rig.tick(1)
+    assert rig.bodies(rig.smtp) == ["Smoke"]
+
+
+def test_received_texts_are_published_after_the_first_look(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    text = BASE.replace('"+15550001111"}', '"+15550001111", receive: true}')
+    text += "defaults: {to: [alex]}\n"
+    rig.loaded = parse_config(text, "config.yaml", {"STATE_DIRECTORY": str(tmp_path)})
+    rig.twilio.inbox.append(ReceivedText("+15551234567", "old, already there"))
+    rig.restart()
+    rig.tick(16)  # the first look takes the mark
+    rig.twilio.inbox.append(ReceivedText("+15551234567", "ACK 417"))
+    rig.twilio.inbox.append(ReceivedText("+15559999999", "spam"))
+    rig.tick(16)
+    got = [json.loads(p) for t, p, _ in rig.published if t == "mqtt2sms/received"]
+    assert [(g["contact"], g["text"], g["via"]) for g in got] == [("alex", "ACK 417", "twilio")]
+    rig.restart()
+    rig.tick(16)
+    got = [json.loads(p) for t, p, _ in rig.published if t == "mqtt2sms/received"]
+    assert len(got) == 1  # a restart never publishes a text twice
+    rig.engine.stop(0)
