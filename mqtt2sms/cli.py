@@ -15,10 +15,14 @@ import sqlite3
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mqtt2sms import __version__, carriers, throttle
+from mqtt2sms import __version__, carriers, elapsed, throttle
 from mqtt2sms import config as cfg
 from mqtt2sms.errors import ConfigError, DeliveryError
+
+if TYPE_CHECKING:
+    from mqtt2sms.outbox import Outbox
 
 log = logging.getLogger("mqtt2sms")
 
@@ -415,6 +419,16 @@ def _age(seconds: float) -> str:
     return f"{seconds // 86400}d"
 
 
+def _elapsed_now(box: Outbox) -> float:
+    """Now on the daemon's elapsed axis (the outbox's times are on it), from its saved clock."""
+    import time
+
+    from mqtt2sms.engine import read_boot_id
+
+    saved = elapsed.Saved.from_json(box.get_kv("clock"))
+    return elapsed.resume(saved, time.monotonic(), time.time(), read_boot_id())
+
+
 def cmd_queue(config: cfg.Config, action: str, text_id: str | None, show_all: bool) -> int:
     from mqtt2sms.outbox import Outbox, OutboxError
     from mqtt2sms.system import outbox_path
@@ -427,7 +441,7 @@ def cmd_queue(config: cfg.Config, action: str, text_id: str | None, show_all: bo
         print(f"no outbox at {path}", file=sys.stderr)
         return 1
     box = Outbox(path)
-    now = dt.datetime.now(dt.UTC).timestamp()
+    now = _elapsed_now(box)
     try:
         if action == "list":
             rows = box.recent(100) if show_all else box.open_rows()
@@ -467,7 +481,7 @@ def cmd_queue(config: cfg.Config, action: str, text_id: str | None, show_all: bo
             return 1
         if action == "retry":
             try:
-                box.retry_now(text_id, dt.datetime.now(dt.UTC))
+                box.retry_now(text_id, elapsed.instant(_elapsed_now(box)))
             except OutboxError as exc:
                 print(str(exc), file=sys.stderr)
                 return 1

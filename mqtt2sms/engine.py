@@ -48,7 +48,7 @@ from mqtt2sms.events import EventSink, Stats
 from mqtt2sms.model import Event, Message, Text
 from mqtt2sms.outbox import Outbox, OutboxError, Row, from_ts, ts
 from mqtt2sms.render import Templates
-from mqtt2sms.router import route
+from mqtt2sms.router import Routed, route
 from mqtt2sms.system import utcnow
 from mqtt2sms.transports.base import OutgoingText, ReceivedText, Receiving, Reporting, Transport
 from mqtt2sms.workers import Done, InlineWorker, Job, Worker
@@ -111,7 +111,7 @@ class _Try:
     created_e: float
 
 
-def _boot_id() -> str:
+def read_boot_id() -> str:
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             return f.read().strip()
@@ -146,7 +146,7 @@ class Engine:
         self.wall = wall
         self.mono = mono
         self.rand = rand or random.Random()
-        self.boot = _boot_id() if boot_id is None else boot_id
+        self.boot = read_boot_id() if boot_id is None else boot_id
         self.threaded = threaded
         self.idle_close = idle_close
         self.new_id = new_id or (lambda: os.urandom(5).hex())
@@ -261,14 +261,33 @@ class Engine:
             day_count=self.day_count,
         )
 
-    def _take(self, state: throttle.ThrottleState) -> None:
+    def _take(self, state: throttle.ThrottleState) -> Callable[[], None]:
         """Make what a routing decided part of the live state (at routing time, so that the
-        next message sees the cooldown) ..."""
-        for k, v in throttle.changes(state.cooldowns).items():
-            self.cooldowns[k] = v
-        for r, times in throttle.changes(state.recent).items():
-            self.recent[r] = times
+        next message sees the cooldown) ... Returns what undoes it, for a message whose
+        handling failed: a failed attempt must not suppress its own retry."""
+        cds = throttle.changes(state.cooldowns)
+        rec = throttle.changes(state.recent)
+        old_cd = {k: self.cooldowns.get(k) for k in cds}
+        old_rec = {k: self.recent.get(k) for k in rec}
+        old_day = (self.day, self.day_count)
+        self.cooldowns.update(cds)
+        self.recent.update(rec)
         self.day, self.day_count = state.day, state.day_count
+
+        def undo() -> None:
+            for k, v in old_cd.items():
+                if v is None:
+                    self.cooldowns.pop(k, None)
+                else:
+                    self.cooldowns[k] = v
+            for r, t in old_rec.items():
+                if t is None:
+                    self.recent.pop(r, None)
+                else:
+                    self.recent[r] = t
+            self.day, self.day_count = old_day
+
+        return undo
 
     def _keep(self, state: throttle.ThrottleState) -> None:
         """... and saved only once the message's texts are committed or sent."""
@@ -441,11 +460,18 @@ class Engine:
         )
         for problem in routed.problems:
             log.warning("%s", problem)
-        deferred = {ev.id: ev for ev in routed.events if ev.state == "deferred"}
         for ev in routed.events:
             if ev.state != "deferred":
                 self.sink.emit(ev)
-        self._take(routed.state)
+        undo = self._take(routed.state)
+        try:
+            self._start_flight(msg, routed, e, now_w)
+        except Exception:
+            undo()  # nothing of it was handed to a way out: its retry starts from scratch
+            raise
+
+    def _start_flight(self, msg: Message, routed: Routed, e: float, now_w: dt.datetime) -> None:
+        deferred = {ev.id: ev for ev in routed.events if ev.state == "deferred"}
         tag: dict[str, object] = {
             "mid": msg.mid if msg.qos > 0 else None,
             "digest": msg.digest,
@@ -496,7 +522,6 @@ class Engine:
             return
         # it waits for its way out: committed, and a deferred event says until when
         item.state = "queued"
-        item.fields = self._queued_fields(item.track, "transport", self.now_e())
         h = self.health.get(item.track.current or "")
         if isinstance(d, delivery.Wait):
             until = d.until
@@ -504,6 +529,8 @@ class Engine:
             until = h.down_until
         else:
             until = now  # behind the one text that tries a way out coming back
+        # due when its way out may be tried again (sooner if it comes back: `_released`)
+        item.fields = self._queued_fields(item.track, "transport", elapsed.seconds(until))
         item.event = self._event(
             item.text,
             "deferred",
@@ -704,7 +731,7 @@ class Engine:
         elif isinstance(result, delivery.Ok):
             if before.failures:
                 log.info("%s works again", name)
-                self._due_changed = True
+                self._released()
             self.sink.clear_error(f"{name}:")
 
     def _done_new(
@@ -725,7 +752,7 @@ class Engine:
                 self._dispatch_new(flight, item)
             else:
                 item.state = "queued"
-                nxt = elapsed.seconds(a.next_at) if a.next_at else self.now_e()
+                nxt = self._next_at(a)
                 item.fields = self._queued_fields(a.track, a.reason, nxt)
                 nt = self._wall_of(a.next_try).isoformat(timespec="seconds") if a.next_try else None
                 item.event = self._event(
@@ -747,8 +774,7 @@ class Engine:
     ) -> None:
         now = self._now()
         if a.state == "queued":
-            nxt = elapsed.seconds(a.next_at) if a.next_at else self.now_e()
-            fields = self._queued_fields(a.track, a.reason, nxt)
+            fields = self._queued_fields(a.track, a.reason, self._next_at(a))
             self._update(row.id, "queued", fields)
             if a.event == "deferred":
                 nt = self._wall_of(a.next_try).isoformat(timespec="seconds") if a.next_try else None
@@ -763,6 +789,17 @@ class Engine:
             self.sink.emit(
                 self._row_event(row, a.state, a.track, a.error, via=via, extra=extra, latency=True)
             )
+        self._due_changed = True
+
+    def _next_at(self, a: delivery.After) -> float:
+        """When a queued text is due: for a way out that backs off, its next try."""
+        if a.reason == "transport" and a.next_try is not None:
+            return elapsed.seconds(a.next_try)
+        return elapsed.seconds(a.next_at) if a.next_at else self.now_e()
+
+    def _released(self) -> None:
+        """A way out works again (or the user asked): texts held for one are due now."""
+        self._try_db(lambda: self.outbox.release(self.now_e()))
         self._due_changed = True
 
     def _update(self, text_id: str, state: str, fields: dict[str, object]) -> None:
@@ -823,16 +860,17 @@ class Engine:
                 )
             elif isinstance(d, delivery.Wait):
                 self._wake(elapsed.seconds(d.until))
-                if d.track.via_index != row.via_index or fields:
-                    self._update(
-                        row.id,
-                        "queued",
-                        {
-                            **fields,
-                            "via_index": d.track.via_index,
-                            "first_fail_at": _opt_s(d.track.first_fail_at),
-                        },
-                    )
+                self._update(
+                    row.id,
+                    "queued",
+                    {
+                        **fields,
+                        "via_index": d.track.via_index,
+                        "first_fail_at": _opt_s(d.track.first_fail_at),
+                        "next_at": elapsed.seconds(d.until),
+                        "reason": "transport",
+                    },
+                )
             else:
                 self._update(row.id, d.state, self._finished_fields(d.track, now, d.error))
                 self.sink.emit(self._row_event(row, d.state, d.track, d.error))
@@ -947,7 +985,7 @@ class Engine:
             # through a way out that is backing off
             self._data_version = dv
             self.health = {n: replace(h, down_until=None) for n, h in self.health.items()}
-            self._due_changed = True
+            self._released()
         self._poll()
         if m - self._pruned_at > PRUNE_EVERY:
             self._pruned_at = m

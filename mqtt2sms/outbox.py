@@ -281,6 +281,16 @@ class Outbox:
             )
         return c.rowcount
 
+    def release(self, now: float) -> int:
+        """Texts held for a way out that backs off are due at ``now`` (it works again)."""
+        with self._tx():
+            c = self.db.execute(
+                "UPDATE texts SET next_at = ? WHERE state = 'queued' AND reason = 'transport'"
+                " AND next_at > ?",
+                (now, now),
+            )
+        return c.rowcount
+
     def retry_now(self, text_id: str, now: dt.datetime) -> None:
         """`queue retry ID`: an open text is tried now; a failed or expired one starts over."""
         row = self.get(text_id)

@@ -518,3 +518,27 @@ def test_received_texts_are_published_after_the_first_look(tmp_path: Path) -> No
     got = [json.loads(p) for t, p, _ in rig.published if t == "mqtt2sms/received"]
     assert len(got) == 1  # a restart never publishes a text twice
     rig.engine.stop(0)
+
+
+def test_a_message_whose_handling_fails_is_retried_and_not_suppressed_by_its_own_cooldown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = Rig(tmp_path, "rules:\n  - {name: door, topic: door, cooldown: 1h}\n")
+    real = rig.engine._dispatch_new
+    calls = {"n": 0}
+
+    def once(*a: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bug")
+        real(*a)
+
+    monkeypatch.setattr(rig.engine, "_dispatch_new", once)
+    rig.send("open", "door")
+    assert rig.acked == [] and rig.smtp.sent == []
+    assert "internal: RuntimeError" in rig.stats()["last_error"]
+    rig.tick(6)
+    assert rig.bodies(rig.smtp) == ["open"]
+    assert rig.events("suppressed") == []
+    assert rig.acked == [1]
+    rig.engine.stop(0)
