@@ -107,3 +107,26 @@ def test_discovery_off_removes_the_device(
     time.sleep(0.5)
     assert not [p for t, p in fresh.configs if t == topic and p]
     fresh.close()
+
+
+def test_a_birth_message_after_the_broker_lost_its_retained_topics_restores_status_and_stats(
+    mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
+) -> None:
+    d = daemon_factory(base_config(mosquitto.port, sink.port, "homeassistant: {discovery: true}\n"))
+    w = HaWatcher(mosquitto.port)
+    d.start()
+    wait_online(w)
+    wait_for(lambda: "mqtt2sms/stats" in w.retained, 10, "retained stats")
+    # the broker lost its retained messages (a restart without persistence, say)
+    for topic in ("mqtt2sms/status", "mqtt2sms/stats"):
+        w.publish(topic, b"", retain=True)
+    wait_for(lambda: w.status() in (None, ""), 10, "status cleared")
+    w.publish("homeassistant/status", "online")
+    wait_for(lambda: w.status() == "online", 10, "status online again after HA's birth")
+    wait_for(
+        lambda: json.loads(w.retained.get("mqtt2sms/stats") or "null") is not None,
+        10,
+        "stats again after HA's birth",
+    )
+    w.close()
+    assert d.stop() == 0
