@@ -37,7 +37,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -152,6 +152,7 @@ class Engine:
         self.new_id = new_id or (lambda: os.urandom(5).hex())
         self.templates = Templates()
         self.inbox: queue.Queue[object] = queue.Queue()
+        self.results: queue.Queue[Done] = queue.Queue()  # handled before anything else
         self.stopping = threading.Event()
         self.heartbeat = mono()
 
@@ -216,10 +217,10 @@ class Engine:
     # -- the throttle's live state ---------------------------------------------------------
 
     def _load_throttle(self) -> None:
-        cds, recent = self.outbox.load_throttle()
-        self.cooldowns: dict[tuple[str, str], throttle.CooldownEntry] = {
-            k: throttle.CooldownEntry(elapsed.instant(t), n) for k, (t, n) in cds.items()
-        }
+        _cds, recent = self.outbox.load_throttle()
+        # cooldowns are read through from the outbox, one key at a time: memory and the cost
+        # of an alert stay flat however many keys are held
+        self.cooldowns = CooldownView(self.outbox)
         self.recent: dict[str, tuple[dt.datetime, ...]] = {
             k: tuple(elapsed.instant(t) for t in v) for k, v in recent.items()
         }
@@ -233,25 +234,21 @@ class Engine:
                 self.day_count = int(d.get("count", 0))
             except (ValueError, TypeError, KeyError):
                 pass
+        self._dirty_cd: set[tuple[str, str]] = set()
+        self._dirty_recent: set[str] = set()
+        self._dirty = False
         old = self.outbox.get_kv("throttle")
-        if old and not cds and not recent:
+        if old and not self.outbox.cooldown_keys() and not recent:
             # the single blob of older versions: its instants were wall times
             st = throttle.from_json(old)
             shift = dt.timedelta(seconds=self.now_e() - ts(self.wall()))
-            self.cooldowns = {
-                k: replace(v, last_sent=v.last_sent + shift) for k, v in st.cooldowns.items()
-            }
+            for k, v in st.cooldowns.items():
+                self.cooldowns[k] = replace(v, last_sent=v.last_sent + shift)
             self.recent = {k: tuple(t + shift for t in v) for k, v in st.recent.items()}
             self.day, self.day_count = st.day, st.day_count
-            self._dirty_cd: set[tuple[str, str]] = set(self.cooldowns)
-            self._dirty_recent: set[str] = set(self.recent)
-            self._gone_cd: set[tuple[str, str]] = set()
+            self._dirty_cd = set(st.cooldowns)
+            self._dirty_recent = set(self.recent)
             self._dirty = True
-            return
-        self._dirty_cd = set()
-        self._dirty_recent = set()
-        self._gone_cd = set()
-        self._dirty = False
 
     def _view(self) -> throttle.ThrottleState:
         return throttle.ThrottleState(
@@ -267,19 +264,20 @@ class Engine:
         handling failed: a failed attempt must not suppress its own retry."""
         cds = throttle.changes(state.cooldowns)
         rec = throttle.changes(state.recent)
-        old_cd = {k: self.cooldowns.get(k) for k in cds}
+        old_cd = {k: self.cooldowns.pending.get(k, _MISSING) for k in cds}
         old_rec = {k: self.recent.get(k) for k in rec}
         old_day = (self.day, self.day_count)
-        self.cooldowns.update(cds)
+        for k, v in cds.items():
+            self.cooldowns[k] = v
         self.recent.update(rec)
         self.day, self.day_count = state.day, state.day_count
 
         def undo() -> None:
             for k, v in old_cd.items():
-                if v is None:
-                    self.cooldowns.pop(k, None)
+                if v is _MISSING:
+                    self.cooldowns.pending.pop(k, None)
                 else:
-                    self.cooldowns[k] = v
+                    self.cooldowns.pending[k] = v  # type: ignore[assignment]
             for r, t in old_rec.items():
                 if t is None:
                     self.recent.pop(r, None)
@@ -313,14 +311,31 @@ class Engine:
         for name, t in self.transports.items():
             w: Worker | InlineWorker
             if self.threaded:
-                w = Worker(name, t, self.inbox.put, self.idle_close, self.mono)
+                w = Worker(name, t, self._result, self.idle_close, self.mono)
             else:
-                w = InlineWorker(name, t, self.inbox.put)
+                w = InlineWorker(name, t, self._result)
             w.start()
             self.workers[name] = w
 
     def submit(self, item: object) -> None:
         self.inbox.put(item)
+
+    def _result(self, done: Done) -> None:
+        """A worker's callback (its own thread): the result waits for the engine's."""
+        self.results.put(done)
+        self.inbox.put(_WAKE)
+
+    def _take_results(self) -> None:
+        while True:
+            try:
+                done = self.results.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self._guard(functools.partial(self._done, done))
+            finally:
+                if done.processed is not None:
+                    done.processed.set()
 
     def reload(self, loaded: cfg.Loaded) -> threading.Event:
         r = Reload(loaded)
@@ -379,12 +394,13 @@ class Engine:
                 item = self.inbox.get_nowait()
             except queue.Empty:
                 self.step(None)
-                if self.inbox.empty():
+                if self.inbox.empty() and self.results.empty():
                     return
                 continue
             self.step(item)
 
     def _drain_results(self) -> None:
+        self._take_results()
         while True:
             try:
                 item = self.inbox.get_nowait()
@@ -394,8 +410,9 @@ class Engine:
                 self._guard(functools.partial(self._done, item))
 
     def step(self, item: object) -> None:
-        """One turn of the loop: the item (if any), then what is due."""
+        """One turn of the loop: the workers' results, the item (if any), then what is due."""
         self._check_clock()
+        self._take_results()
         if isinstance(item, Message):
             if not self.stopping.is_set():
                 self._guard(lambda: self._handle(item), item)
@@ -1099,16 +1116,14 @@ class Engine:
         rules = self.config.rules
         horizon = max([86400.0, *(r.options.cooldown for r in rules)])
         rate = self.config.limits.per_recipient
+        before = elapsed.seconds(now) - horizon
+        self._try_db(lambda: self.outbox.prune_cooldowns([r.name for r in rules], before))
         st = throttle.prune(
-            self._view(),
+            throttle.ThrottleState(recent=self.recent),
             now,
-            {r.name for r in rules},
+            None,
             rate.per if rate else None,
-            cooldown_horizon=horizon,
         )
-        for k in set(self.cooldowns) - set(st.cooldowns):
-            del self.cooldowns[k]
-            self._gone_cd.add(k)
         for r in list(self.recent):
             if r not in st.recent:
                 del self.recent[r]
@@ -1129,9 +1144,13 @@ class Engine:
             and m - self._clock_saved < CLOCK_EVERY
         ):
             return
-        cds: dict[tuple[str, str], tuple[float, int] | None] = {k: None for k in self._gone_cd}
+        cds: dict[tuple[str, str], tuple[float, int] | None] = {}
+        written: dict[tuple[str, str], object] = {}
         for k in self._dirty_cd:
-            entry = self.cooldowns.get(k)
+            if k not in self.cooldowns.pending:
+                continue
+            entry = self.cooldowns.pending[k]
+            written[k] = entry
             cds[k] = None if entry is None else (elapsed.seconds(entry.last_sent), entry.suppressed)
         rec: dict[str, tuple[float, ...] | None] = {
             r: tuple(elapsed.seconds(t) for t in self.recent.get(r, ())) or None
@@ -1152,7 +1171,9 @@ class Engine:
             return
         self._dirty_cd.clear()
         self._dirty_recent.clear()
-        self._gone_cd.clear()
+        for k, v in written.items():
+            if self.cooldowns.pending.get(k, _MISSING) is v:
+                del self.cooldowns.pending[k]  # on disk now: read it from there
         self._dirty = False
         self.sink.dirty = False
         self._saved_at = m
@@ -1198,6 +1219,46 @@ class Engine:
             len(new.rules),
             f", {n} queued text(s) tried now" if n else "",
         )
+
+
+_MISSING = object()
+
+
+class CooldownView(Mapping[tuple[str, str], throttle.CooldownEntry]):
+    """The cooldowns: what is not saved yet (``pending``) over what the outbox holds.
+
+    A lookup is one indexed read; nothing but the unsaved changes lives in memory."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.pending: dict[tuple[str, str], throttle.CooldownEntry | None] = {}
+
+    def __getitem__(self, k: tuple[str, str]) -> throttle.CooldownEntry:
+        if k in self.pending:
+            v = self.pending[k]
+            if v is None:
+                raise KeyError(k)
+            return v
+        got = self.outbox.get_cooldown(*k)
+        if got is None:
+            raise KeyError(k)
+        return throttle.CooldownEntry(elapsed.instant(got[0]), got[1])
+
+    def __setitem__(self, k: tuple[str, str], v: throttle.CooldownEntry) -> None:
+        self.pending[k] = v
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        seen = set()
+        for k, v in self.pending.items():
+            seen.add(k)
+            if v is not None:
+                yield k
+        for k in self.outbox.cooldown_keys():
+            if k not in seen:
+                yield k
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _opt_s(t: dt.datetime | None) -> float | None:

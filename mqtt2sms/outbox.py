@@ -384,6 +384,28 @@ class Outbox:
                 continue
         return cooldowns, recent
 
+    def get_cooldown(self, rule: str, key: str) -> tuple[float, int] | None:
+        r = self.db.execute(
+            "SELECT last_sent, suppressed FROM cooldowns WHERE rule = ? AND key = ?", (rule, key)
+        ).fetchone()
+        return None if r is None else (float(r[0]), int(r[1]))
+
+    def cooldown_keys(self) -> list[tuple[str, str]]:
+        return [(str(r), str(k)) for r, k in self.db.execute("SELECT rule, key FROM cooldowns")]
+
+    def prune_cooldowns(self, rules: Iterable[str], before: float) -> int:
+        """Forget the cooldowns of rules that are gone, and those last sent before ``before``
+        with nothing suppressed since (a text with " (+N more)" still owes its count)."""
+        names = list(rules)
+        marks = ", ".join("?" for _ in names) or "NULL"
+        with self._tx(durable=False):
+            c = self.db.execute(
+                f"DELETE FROM cooldowns WHERE rule NOT IN ({marks})"
+                " OR (suppressed = 0 AND last_sent < ?)",
+                (*names, before),
+            )
+        return c.rowcount
+
     def save_throttle(
         self,
         cooldowns: Mapping[tuple[str, str], tuple[float, int] | None],

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from mqtt2sms import delivery
@@ -52,6 +52,9 @@ class Done:
     received: tuple[ReceivedText, ...] = ()
     mark: str | None = None
     error: str | None = None  # a poll that failed
+    # set by the engine once it has recorded the result: a worker starts its next send only
+    # then, so a kill finds at most one text per way out sent and not recorded
+    processed: threading.Event | None = field(default=None, compare=False)
 
 
 def run(name: str, transport: Transport, job: Job, mono: Callable[[], float]) -> Done:
@@ -148,10 +151,15 @@ class Worker:
                 self._drain()
                 break
             self.busy_since = self.mono()
-            done = run(self.name, self.transport, job, self.mono)
+            done = replace(
+                run(self.name, self.transport, job, self.mono), processed=threading.Event()
+            )
             self._opened = True
             self.busy_since = None
             self.done(done)
+            assert done.processed is not None
+            while not done.processed.wait(0.05) and not self._stopping.is_set():
+                pass
         self._close()
 
     def _drain(self) -> None:
