@@ -3,7 +3,7 @@
     wait.py       free_port(), port_open(port), wait_for(pred, timeout, what) -> WaitTimeout
     mosquitto.py  Mosquitto(workdir, users=, tls=, persistence=, max_queued_messages=)
     sink.py       Sink (aiosmtpd, in-process), SinkProc (the same Sink as a process:
-                  ``python -m tests.harness.sink``), Mail, SinkHandler
+                  ``python -m tests.harness sink``), Mail, SinkHandler
     mqtt.py       Watcher: a paho client collecting events and retained status
     daemon.py     DaemonProc, base_config, running, wait_online, stalled_data
     tls.py        TlsFiles, make_tls_files(dir)

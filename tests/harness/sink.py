@@ -6,7 +6,7 @@ In-process::
     sink.answer("RCPT", "451 4.3.0 later", times=3)   # scripted replies per SMTP step
     sink.mails[0].body; sink.connections; sink.drop(); sink.stop()
 
-As a process (``python -m tests.harness.sink --port P --out FILE --mode-file FILE``, see
+As a process (``python -m tests.harness sink --port P --out FILE --mode-file FILE``, see
 ``SinkProc``): it appends one line per accepted mail to FILE,
 
     <time.time() at the end of DATA> <seq> <publish time in microseconds>
@@ -277,7 +277,7 @@ class SinkProc:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.harness.sink", "--port", str(self.port),
+            [sys.executable, "-m", "tests.harness", "sink", "--port", str(self.port),
              "--out", str(self.out), "--mode-file", str(self.mode_file)],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -357,7 +357,3 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--mode-file", required=True)
     a = ap.parse_args(argv)
     serve(a.port, a.out, a.mode_file)
-
-
-if __name__ == "__main__":
-    main()
