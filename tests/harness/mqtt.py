@@ -39,7 +39,7 @@ class Watcher:
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         with self.lock:
-            self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
             if msg.topic == f"{self.base}/event":
                 self.events.append(json.loads(msg.payload))
             else:
