@@ -1,8 +1,9 @@
-"""Shared helpers for the benchmarks: ports, Mosquitto, the SMTP sink process, /proc readings.
+"""Shared helpers for the benchmarks: /proc readings, percentiles, MQTT clients.
 
-Everything listens on 127.0.0.1 only. The SMTP sink runs in its own process
-(``python bench/common.py sink ...``) so that its work does not share a GIL with the
-publisher; it appends one line per accepted mail to a file:
+Ports, waiting, Mosquitto and the SMTP sink come from the test harness (``tests.harness``), so
+the benchmarks and the tests run the same parts. Everything listens on 127.0.0.1 only. The SMTP
+sink runs in its own process (``python -m tests.harness sink``, started by ``SinkProc``) so that
+its work does not share a GIL with the publisher; it appends one line per accepted mail to a file:
 
     <time.time() at the end of DATA> <seq> <publish time in microseconds>
 
@@ -11,52 +12,30 @@ where seq and the publish time are read from the body (``bench <seq> <us>``; see
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import os
-import re
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-BODY = re.compile(rb"bench (\d+) (\d+)")
+if str(ROOT) not in sys.path:  # the harness lives in tests/ at the repository root
+    sys.path.insert(0, str(ROOT))
+
+from tests import harness  # noqa: E402
+from tests.harness import SinkProc, free_port, mosquitto_exe, port_open, wait_for  # noqa: E402
+from tests.harness.sink import BENCH_BODY as BODY  # noqa: E402
+
+__all__ = ["BODY", "ROOT", "SinkProc", "free_port", "port_open", "wait_for"]
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- small things
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(pred: Callable[[], object], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.01)
-    raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-
-
-def port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 def payload(seq: int) -> str:
@@ -163,152 +142,14 @@ def machine() -> dict[str, str]:
 # --------------------------------------------------------------------------- Mosquitto
 
 
-def mosquitto_exe() -> str:
-    return shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-class Mosquitto:
-    """A private Mosquitto on a free 127.0.0.1 port."""
+class Mosquitto(harness.Mosquitto):
+    """The harness's Mosquitto with the benchmarks' settings: no persistence unless asked, and
+    a burst of 10,000 QoS 1 messages must not hit the default cap of 1,000 queued messages per
+    client (the broker would drop the rest); the in-flight window to each subscriber stays at
+    its default of 20, as on a user's broker."""
 
     def __init__(self, workdir: Path, persistence: bool = False) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.conf = workdir / "mosquitto.conf"
-        lines = [
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
-            # a burst of 10,000 QoS 1 messages must not hit the default cap of 1,000 queued
-            # messages per client (the broker would drop the rest); the in-flight window to
-            # each subscriber stays at its default of 20, as on a user's broker
-            "max_queued_messages 200000",
-            "log_dest stderr",
-            "log_type error",
-            "log_type warning",
-        ]
-        if persistence:
-            lines += [
-                "persistence true",
-                f"persistence_location {workdir}/",
-                "autosave_interval 1",
-            ]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        self.conf.write_text("\n".join(lines) + "\n")
-
-    def start(self) -> None:
-        with open(self.workdir / "mosquitto.log", "ab") as logf:
-            self.proc = subprocess.Popen(
-                [mosquitto_exe(), "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=logf
-            )
-        wait_for(lambda: port_open(self.port), 10, "mosquitto to listen")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
-
-
-# --------------------------------------------------------------------------- the SMTP sink
-
-
-class SinkProc:
-    """The sink in its own process; `received()` reads what it has recorded so far."""
-
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.out = workdir / "sink.txt"
-        self.mode_file = workdir / "sink.mode"
-        self.out.write_text("")
-        self.mode_file.write_text("ok")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._pos = 0
-        self._lines: list[tuple[float, int, int]] = []
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "sink",
-                "--port",
-                str(self.port),
-                "--out",
-                str(self.out),
-                "--mode-file",
-                str(self.mode_file),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        wait_for(lambda: port_open(self.port), 10, "the SMTP sink to listen")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
-
-    def set_mode(self, mode: str) -> None:
-        """`ok`, or an SMTP reply code to give to DATA for a while (`451`, `421`)."""
-        tmp = self.mode_file.with_suffix(".tmp")
-        tmp.write_text(mode)
-        tmp.replace(self.mode_file)
-
-    def received(self) -> list[tuple[float, int, int]]:
-        """(arrival time, seq, publish time in us) of every mail so far."""
-        with open(self.out, "rb") as f:
-            f.seek(self._pos)
-            chunk = f.read()
-        end = chunk.rfind(b"\n") + 1
-        self._pos += end
-        for line in chunk[:end].splitlines():
-            t, seq, sent = line.split()
-            self._lines.append((float(t), int(seq), int(sent)))
-        return self._lines
-
-
-def _run_sink(port: int, out: str, mode_file: str) -> None:
-    from aiosmtpd.controller import Controller
-
-    f = open(out, "ab", buffering=0)  # noqa: SIM115 (kept open for the life of the process)
-    mode = ["ok"]
-    checked = [0.0]
-
-    def current_mode() -> str:
-        now = time.monotonic()
-        if now - checked[0] > 0.05:
-            checked[0] = now
-            try:
-                mode[0] = Path(mode_file).read_text().strip() or "ok"
-            except OSError:
-                mode[0] = "ok"
-        return mode[0]
-
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            m = current_mode()
-            if m == "421":
-                return "421 4.3.2 service shutting down (bench)"
-            if m == "451":
-                return "451 4.3.0 try again later (bench)"
-            now = time.time()
-            data = bytes(envelope.original_content or envelope.content)
-            found = BODY.search(data)
-            if found:
-                f.write(b"%.6f %s %s\n" % (now, found.group(1), found.group(2)))
-            return "250 2.0.0 queued"
-
-    ctl = Controller(Handler(), hostname="127.0.0.1", port=port)
-    ctl.start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    while not stop.wait(0.5):
-        pass
-    ctl.stop()
-    f.close()
+        super().__init__(workdir, persistence=persistence, max_queued_messages=200000)
 
 
 # --------------------------------------------------------------------------- MQTT helpers
@@ -360,16 +201,13 @@ def clear_retained(client: Any, topic: str) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="bench helpers (the SMTP sink process)")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("sink", help="run the SMTP sink")
-    s.add_argument("--port", type=int, required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--mode-file", required=True)
-    a = ap.parse_args()
-    if a.cmd == "sink":
-        asyncio.set_event_loop(asyncio.new_event_loop())
-        _run_sink(a.port, a.out, a.mode_file)
+    """``python bench/common.py sink --port ... --out ... --mode-file ...``: the harness's sink
+    process, kept under its old name."""
+    from tests.harness.sink import main as sink_main
+
+    if sys.argv[1:2] != ["sink"]:
+        sys.exit("usage: common.py sink --port PORT --out FILE --mode-file FILE")
+    sink_main(sys.argv[2:])
 
 
 if __name__ == "__main__":

@@ -1,32 +1,32 @@
-"""Fixtures shared by the component and integration tests."""
+"""Fixtures shared by the component and integration tests; the integration marker."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from tests.harness import TlsFiles, make_tls_files
 
-@dataclass(frozen=True)
-class TlsFiles:
-    cert: str
-    key: str
+__all__ = ["TlsFiles"]
+
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/integration/ is an integration test, new files included.
+
+    (A ``pytestmark`` in a conftest applies to nothing, so this is done here.)
+    """
+    for item in items:
+        if item.path.is_relative_to(INTEGRATION):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     """A self-signed certificate for 127.0.0.1 (IP SAN), made with the openssl command."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
+    files = make_tls_files(tmp_path_factory.mktemp("tls"))
+    if files is None:
         pytest.skip("the openssl command is not installed")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return TlsFiles(str(cert), str(key))
+    return files

@@ -63,7 +63,11 @@ def test_smtp_outage_then_recovery_keeps_order(mosquitto: Mosquitto, daemon_fact
     sink.start()
     try:
         wait_for(lambda: len(sink.mails) >= 12, 20, "12 mails after the outage")
-        time.sleep(0.5)
+        # the daemon has handled all 12 when each has its sent event and nothing waits
+        wait_for(lambda: len({e["id"] for e in w.states("sent")}) >= 12, 10, "12 sent events")
+        wait_for(
+            lambda: "nothing is waiting" in _cli(d, "queue", "list").stdout, 10, "an empty queue"
+        )
         assert sorted(_seqs(sink).items()) == [(i, 1) for i in range(12)]
         for rcpt in ("5551234567@tmomail.net", "5557654321@vtext.com"):
             order = [int(m.body.split()[1]) for m in sink.mails if m.rcpts == [rcpt]]
@@ -125,7 +129,13 @@ def test_sigkill_mid_burst_loses_nothing(
     d.start()
     try:
         wait_for(lambda: len(_seqs(sink)) >= n, 60, f"all {n} texts")
-        time.sleep(1.0)
+        # a marker published after the burst comes out after every redelivery of it: once it
+        # is mailed and the queue is empty, no duplicate can still be on its way
+        w.publish("home/alerts/sms", "end of burst")
+        wait_for(lambda: "end of burst" in sink.handler.bodies(), 20, "the end-of-burst text")
+        wait_for(
+            lambda: "nothing is waiting" in _cli(d, "queue", "list").stdout, 10, "an empty queue"
+        )
         seqs = _seqs(sink)
         assert set(seqs) == set(range(n)), f"lost: {sorted(set(range(n)) - set(seqs))}"
         dups = sum(c - 1 for c in seqs.values())
@@ -143,8 +153,11 @@ def test_broker_restart_loses_nothing(mosquitto: Mosquitto, daemon_factory: Any)
     w = running(d, mosquitto.port)
     for i in range(5):
         w.publish("home/alerts/sms", f"alert {i}")
-    wait_for(lambda: len(w.states("deferred")) >= 1, 10, "queued while SMTP is down")
-    time.sleep(0.5)
+    wait_for(
+        lambda: len({e["id"] for e in w.states("deferred")}) >= 5,
+        10,
+        "all 5 queued while SMTP is down",
+    )
     w.close()
     mosquitto.restart()
     w = Watcher(mosquitto.port)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from .conftest import Mosquitto, Sink, Watcher, base_config, wait_for, wait_online
@@ -102,9 +101,15 @@ def test_discovery_off_removes_the_device(
     )
     d.stop()
     w.close()
-    time.sleep(0.2)
     fresh = HaWatcher(mosquitto.port)
-    time.sleep(0.5)
+    # the broker sends retained messages when it takes a subscription, so a message published
+    # after subscribing comes back after all of them
+    fresh.publish("homeassistant/harness-probe", "probe", retain=False)
+    wait_for(
+        lambda: any(t == "homeassistant/harness-probe" for t, _ in fresh.configs),
+        10,
+        "the probe after the retained configs",
+    )
     assert not [p for t, p in fresh.configs if t == topic and p]
     fresh.close()
 

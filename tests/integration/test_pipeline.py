@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import mailbox
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +227,7 @@ def test_long_text_split_with_subject_and_gsm7(
     words = " ".join(f"word{i}" for i in range(36))  # about 250 characters
     w.publish("home/alerts/sms", f"“Leak” — {words} 🔥")
     wait_for(lambda: len(sink.mails) >= 2, 10, "two parts")
-    time.sleep(0.3)
+    wait_for(lambda: len(w.states("sent")) >= 2, 10, "a sent event for each part")
     bodies = [m.body for m in sink.mails]
     assert len(bodies) == 2
     assert bodies[0].startswith('(1/2) "Leak" - word0') and bodies[1].startswith("(2/2) ")
