@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -253,14 +253,30 @@ def test_header_injection_in_address_is_refused(sink: Sink, transport: SmtpTrans
 # --------------------------------------------------------------------------- hardening
 
 
-def _sink_with(tls_files: TlsFiles, users: dict[str, str], **kwargs: object) -> Iterator[Sink]:
+class _AuthSink:
+    """An aiosmtpd controller with AUTH options the shared sink does not take."""
+
+    def __init__(self, controller: Any, handler: Any) -> None:
+        self.controller = controller
+        self.handler = handler
+
+    @property
+    def port(self) -> int:
+        return int(self.controller.port)
+
+    @property
+    def mails(self) -> list[Any]:
+        return list(self.handler.mails)
+
+
+def _sink_with(tls_files: TlsFiles, users: dict[str, str], **kwargs: object) -> Iterator[_AuthSink]:
     """A STARTTLS sink like make_sink's, with extra aiosmtpd options (one AUTH mechanism)."""
     import ssl
 
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
-    from tests.component.conftest import Sink, SinkHandler, _free_port
+    from tests.component.conftest import SinkHandler, _free_port
 
     def authenticator(*args: object) -> AuthResult:
         data = args[-1]
@@ -285,7 +301,7 @@ def _sink_with(tls_files: TlsFiles, users: dict[str, str], **kwargs: object) -> 
     )
     controller.start()
     try:
-        yield Sink(controller, handler)
+        yield _AuthSink(controller, handler)
     finally:
         controller.stop()
 
