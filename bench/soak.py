@@ -267,6 +267,8 @@ def main() -> int:
         print("lost seqs:", lost[:50], "..." if len(lost) > 50 else "")
     errors = len(log_tail.splitlines()) if log_tail else 0
     print(f"daemon log: {errors} ERROR/Traceback line(s)")
+    if log_tail:
+        print(log_tail[-4000:])
     if not a.no_doc:
         from e2e import write_section
 

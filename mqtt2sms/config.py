@@ -38,7 +38,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from mqtt2sms import carriers
 from mqtt2sms.errors import ConfigError
-from mqtt2sms.rules import filter_covers_base
+from mqtt2sms.rules import filter_covers, filter_covers_base, topic_matches
 
 # --------------------------------------------------------------------------- the data
 
@@ -125,7 +125,7 @@ class RuleOptions:
     max_length: int = 160
     long: str = "truncate"  # truncate | split
     max_parts: int = 3
-    charset: str = "gsm7"  # gsm7 | unicode
+    charset: str = "auto"  # auto (UCS-2 when GSM-7 would delete letters) | gsm7 | unicode
     subject: str | None = None
     cooldown: float = 0.0
     priority: str = "normal"  # normal | high
@@ -550,6 +550,7 @@ class _Parser:
         self.path = path
         self.env = env
         self.read_file = read_file
+        self.file_problem: Callable[[str], str | None] | None = None
         self.jinja = jinja_env
         self.errors: list[tuple[int, str]] = []
         self.warnings: list[tuple[int, str]] = []
@@ -740,13 +741,14 @@ class _Parser:
             text = self.string(node, ypath)
             if text is None:
                 return None
-            if text not in choices:
+            folded = text.strip().lower()
+            if folded not in choices:
                 listed = " | ".join(choices)
                 self.error(
-                    node, ypath, f"'{text}' is not one of {listed}" + did_you_mean(text, choices)
+                    node, ypath, f"'{text}' is not one of {listed}" + did_you_mean(folded, choices)
                 )
                 return None
-            return text
+            return folded  # any case is accepted (HIGH, GSM7, StartTLS)
 
         return read
 
@@ -815,6 +817,15 @@ class _Parser:
         if text is None:
             return None
         return self.expand_home(node, ypath, text)
+
+    def readable_file(self, node: _Node, ypath: str) -> str | None:
+        """A path to a file that must be there and readable (a CA bundle, a certificate)."""
+        path = self.path_value(node, ypath)
+        if path is not None and self.file_problem is not None:
+            problem = self.file_problem(path)
+            if problem:
+                self.error(node, ypath, f"{path}: {problem}")
+        return path
 
     def expand_home(self, node: _Node, ypath: str, text: str) -> str | None:
         if text == "~" or text.startswith("~/"):
@@ -943,9 +954,9 @@ def _tls(p: _Parser, node: _Node, ypath: str) -> TLSConfig | None:
         return TLSConfig() if p.boolean(node, ypath) else None
     s = _Section(p, node, ypath, ("ca_certs", "certfile", "keyfile", "insecure"))
     tls = TLSConfig(
-        ca_certs=s.opt("ca_certs", p.path_value),
-        certfile=s.opt("certfile", p.path_value),
-        keyfile=s.opt("keyfile", p.path_value),
+        ca_certs=s.opt("ca_certs", p.readable_file),
+        certfile=s.opt("certfile", p.readable_file),
+        keyfile=s.opt("keyfile", p.readable_file),
         insecure=s.get("insecure", p.boolean, False),
     )
     if tls.keyfile and not tls.certfile:
@@ -985,7 +996,7 @@ def _smtp(p: _Parser, node: _Node) -> SmtpConfig:
         username=s.opt("username", p.string),
         password=s.secret("password"),
         timeout=s.get("timeout", p.duration(positive=True), 30.0),
-        ca_certs=s.opt("ca_certs", p.path_value),
+        ca_certs=s.opt("ca_certs", p.readable_file),
     )
     if smtp.password is not None and smtp.username is None:
         p.error(
@@ -1081,7 +1092,7 @@ def _options(p: _Parser, s: _Section, base: RuleOptions) -> tuple[RuleOptions, s
         "max_length": p.integer(10),
         "long": p.enum("truncate", "split"),
         "max_parts": p.integer(1),
-        "charset": p.enum("gsm7", "unicode"),
+        "charset": p.enum("auto", "gsm7", "unicode"),
         "subject": p.template,
         "cooldown": p.duration(),
         "priority": p.enum("normal", "high"),
@@ -1442,6 +1453,7 @@ def parse_config(
     read_file: Callable[[str], str] | None = None,
     *,
     jinja_env: jinja2.Environment | None = None,
+    file_problem: Callable[[str], str | None] | None = None,
 ) -> Loaded:
     """Check and read a config file's text.
 
@@ -1455,6 +1467,7 @@ def parse_config(
     Raises ConfigError with every problem found, each ``path:line: yaml.path: what``.
     """
     p = _Parser(path, env, read_file or _read_text, jinja_env or SandboxedEnvironment())
+    p.file_problem = file_problem
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -1562,6 +1575,20 @@ def _with_builtins(
     wanted = [("sms", alert_topic), ("notify", notify_topic)]
     rule_nodes = list(rules_node.value) if isinstance(rules_node, yaml.SequenceNode) else []
     builtins: list[Rule] = []
+    under_base = f"{base_topic}/+/#"  # below base_topic (the base topic itself matches)
+    ours = (notify_topic, f"{base_topic}/ack")
+
+    def swallowed(topic: str) -> bool:
+        # wholly under base_topic, and matching neither of our own topics there
+        return filter_covers(under_base, topic) and not any(topic_matches(topic, t) for t in ours)
+
+    if alert_topic is not None and swallowed(alert_topic):
+        p.error(
+            None,
+            "alert_topic",
+            f"'{alert_topic}' lies under mqtt.base_topic '{base_topic}', where messages never "
+            "match a rule: move alert_topic or base_topic",
+        )
     for name, topic in wanted:
         if topic is None or any(rule.topic == topic for rule in user_rules):
             continue
@@ -1578,7 +1605,15 @@ def _with_builtins(
     for i, rule in enumerate(user_rules):
         if rule.topic == notify_topic or not rule.topic:
             continue
-        if filter_covers_base(rule.topic, base_topic):
+        if swallowed(rule.topic):
+            where = rule_nodes[i] if i < len(rule_nodes) else None
+            p.error(
+                where,
+                f"rules[{i}].topic",
+                f"'{rule.topic}' lies under mqtt.base_topic '{base_topic}', where messages "
+                "never match a rule: this rule can never send",
+            )
+        elif filter_covers_base(rule.topic, base_topic):
             where = rule_nodes[i] if i < len(rule_nodes) else None
             p.warn(
                 where,
@@ -1674,4 +1709,20 @@ def load_config(cli_path: str | None, env: Mapping[str, str]) -> Loaded:
         raise ConfigError([f"{path}: cannot read config file: not UTF-8 text"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror or exc}"]) from None
-    return parse_config(text, path, env)
+    loaded = parse_config(text, path, env, file_problem=file_problem)
+    from mqtt2sms.system import tz_problem
+
+    if tz_problem(env):
+        raise ConfigError([f"{path}: {tz_problem(env)}: quiet hours and the daily cap need it"])
+    return loaded
+
+
+def file_problem(path: str) -> str | None:
+    """Why a file the config names cannot be used, or None."""
+    if not os.path.exists(path):
+        return "no such file"
+    if os.path.isdir(path):
+        return "is a directory, not a file"
+    if not os.access(path, os.R_OK):
+        return "cannot be read (permissions)"
+    return None

@@ -277,7 +277,7 @@ def test_test_shows_matched_rules_text_and_address(
         "matched: leak",
         "  [leak] to alex via smtp 5551234567@tmomail.net:",
         "    Water leak: basement",
-        "  [leak] charset GSM-7 (charset gsm7 is set): every character is GSM-7",
+        "  [leak] charset GSM-7: every character is GSM-7",  # charset auto, the default
         "nothing was sent (dry run)",
     ]
     assert not state_dir.exists()  # a dry run writes no outbox

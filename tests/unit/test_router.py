@@ -668,6 +668,8 @@ RULE_OPTIONS = {rule.name: rule.options for rule in PROPERTY_CONFIG.rules}
 
 
 def _fits(body: str, charset: str, max_length: int, parts: int) -> bool:
+    if charset == "auto":  # whichever charset the text went out in
+        return _fits(body, "gsm7", max_length, parts) or _fits(body, "unicode", max_length, parts)
     if charset == "gsm7":
         return septets(body) <= (max_length if parts == 1 else min(max_length, 153))
     units = len(body.encode("utf-16-le")) // 2
