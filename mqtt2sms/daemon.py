@@ -827,6 +827,10 @@ class Daemon:
         wd = self.notifier.watchdog_interval()
         tick = min(wd, 5.0) if wd else 5.0
         code = 0
+        # health.json for `mqtt2sms health` (issue 12): the watchdog's view, written each tick
+        from mqtt2sms import health
+
+        recorder = health.Recorder(os.path.join(c.state_dir, "health.json"))
         while True:
             self._wake.wait(tick)
             self._wake.clear()
@@ -841,6 +845,8 @@ class Daemon:
                 break
             if wd and self._healthy():
                 self.notifier.watchdog()
+            s = self.sender  # issue 12: health.json
+            recorder.tick(s.thread.is_alive(), s.heartbeat, self._healthy(), self._online)
             self._status()
         self.shutdown()
         return code
