@@ -14,7 +14,7 @@ command -v qemu-arm-static >/dev/null && command -v debootstrap >/dev/null \
 mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 update-binfmts --enable qemu-arm >/dev/null 2>&1 || true
 mirror=$(sed -n 's/^URIs: *//p; s/^deb \(\[[^]]*\] \)\?\(http[^ ]*\) .*/\2/p' \
-    /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -1)
+    /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -1 || true)
 t=$SECONDS
 if [ ! -x "$ROOT/usr/bin/python3" ]; then
     debootstrap --arch=armhf --foreign --variant=minbase \

@@ -177,3 +177,33 @@ def test_a_wrong_token_is_refused(
     finally:
         addon.supervisor_broker.__defaults__ = addon_attempts
     assert "the Supervisor answered 401" in capsys.readouterr().err
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_manifest_defaults_with_a_number_make_a_config() -> None:
+    import yaml
+
+    manifest = yaml.safe_load((ROOT / "homeassistant-addon/mqtt2sms/config.yaml").read_text())
+    assert manifest["services"] == ["mqtt:need"] and manifest["init"] is False
+    opts = manifest["options"]
+    assert set(opts) <= set(manifest["schema"])
+    opts["contacts"][0].update(number="+1 555 123 4567", carrier="tmobile")
+    opts["smtp"].update(username="you@gmail.com", password="app-password")
+    text, _ = addon.translate(opts, BROKER, {})
+    c = cfg.parse_config(text, "x", {}).config
+    assert c.contacts["me"].gateway_address == "5551234567@tmomail.net"
+    assert c.homeassistant.discovery and c.smtp is not None
+
+
+def test_the_compose_example_parses() -> None:
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "examples/compose.yaml").read_text())
+    assert {s["restart"] for s in compose["services"].values()} == {"unless-stopped"}
+    text = (ROOT / "examples/compose/mqtt2sms/config.yaml").read_text()
+    c = cfg.parse_config(
+        text, "compose", {"STATE_DIRECTORY": "/data"}, read_file=lambda path: "secret\n"
+    ).config
+    assert c.mqtt.host == "mosquitto" and c.mqtt.password == "secret"
