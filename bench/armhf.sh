@@ -3,6 +3,8 @@
 # emulation: a debootstrapped Debian 12 armhf, PyPI only (no piwheels), no compiler.
 # Installs the package with [embedded], runs the shipped config.yaml on a free port, sends a
 # text through its embedded broker and finds it in the maildir. About 8-10 minutes; not in CI.
+# Measured (2026-12-01, 2 cores): root file system 375 s, install 237 s (amqtt 0.11.0, PyYAML
+# built as pure Python, MarkupSafe from an armv7l wheel), a text sent, SIGTERM exit code 0.
 # Needs root. ARMv6 (Pi Zero, Pi 1) cannot be checked this way: see docs/raspberry-pi.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
