@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mqtt2sms import __version__, carriers, elapsed, throttle
+from mqtt2sms import __version__, addon, carriers, elapsed, health, throttle
 from mqtt2sms import config as cfg
 from mqtt2sms.errors import ConfigError, DeliveryError
 
@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("id", nargs="?")
     q.add_argument("--all", action="store_true", help="list finished texts too")
     sub.add_parser("carriers", help="the built-in gateway table")
+    health.arguments(with_config(sub.add_parser("health", help="is the running daemon healthy?")))
+    addon.arguments(sub.add_parser("addon-config", help="Home Assistant add-on: write the config"))
     return p
 
 
@@ -95,6 +97,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     logs.setup(env, verbose=getattr(args, "verbose", False))
     if args.command == "carriers":
         return cmd_carriers()
+    if args.command == "addon-config":
+        return addon.command(args, env)
     try:
         loaded = cfg.load_config(args.config, env)
     except ConfigError as exc:
@@ -129,6 +133,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return cmd_send(loaded.config, args.text, args.to, args.priority)
     if args.command == "queue":
         return cmd_queue(loaded.config, args.action, args.id, args.all)
+    if args.command == "health":
+        return health.command(loaded.config.state_dir, health.limits_of(args))
     return 2
 
 

@@ -18,7 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from mqtt2sms import config as cfg
-from mqtt2sms import discovery, rules
+from mqtt2sms import discovery, health, rules
 from mqtt2sms.engine import STATS_NOW, Engine
 from mqtt2sms.errors import ConfigError
 from mqtt2sms.model import Message
@@ -178,6 +178,7 @@ class Daemon:
         wd = self.notifier.watchdog_interval()
         tick = min(wd, 5.0) if wd else 5.0
         code = 0
+        recorder = health.Recorder(os.path.join(c.state_dir, "health.json"))
         while True:
             self._wake.wait(tick)
             self._wake.clear()
@@ -192,6 +193,9 @@ class Daemon:
                 break
             if wd and self._healthy():
                 self.notifier.watchdog()
+            # health.json: the watchdog's view, for `mqtt2sms health` (a container's check)
+            e = self.engine
+            recorder.tick(e.alive(), monotonic() - e.stuck_for(), self._healthy(), self._online)
             self._status()
         self.shutdown()
         return code

@@ -30,7 +30,11 @@ class _OneLine(logging.Formatter):
 def setup(env: Mapping[str, str], verbose: bool = False) -> None:
     """Send our logs to stderr: plain timestamps on a terminal, `<N>` prefixes under journald."""
     handler = logging.StreamHandler(sys.stderr)
-    if env.get("JOURNAL_STREAM"):
+    if env.get("MQTT2SMS_LOG") == "plain":
+        # a container: the runtime stamps each line itself, and reads stdout
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(_OneLine("%(levelname)s %(name)s: %(message)s"))
+    elif env.get("JOURNAL_STREAM"):
         handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
     else:
         handler.setFormatter(

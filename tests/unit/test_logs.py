@@ -44,3 +44,11 @@ def test_noisy_libraries_are_quietened() -> None:
     logs.setup({})
     assert logging.getLogger("amqtt").getEffectiveLevel() >= logging.WARNING
     assert logging.getLogger("transitions").getEffectiveLevel() >= logging.WARNING
+
+
+def test_in_a_container_lines_go_to_stdout_without_a_timestamp(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logs.setup({"MQTT2SMS_LOG": "plain"})
+    logging.getLogger("mqtt2sms.test").warning("hello")
+    assert capsys.readouterr().out == "WARNING mqtt2sms.test: hello\n"
