@@ -216,8 +216,9 @@ class Daemon:
             loaded = cfg.load_config(self.cli_path or self.config.path, self.env)
         except ConfigError as exc:
             for p in exc.problems:
-                log.error("reload refused: %s", p)
-            log.error("reload refused: keeping the running config")
+                log.error("%s", p)
+            n = len(exc.problems)
+            log.error("reload refused (%d problem%s): keeping the running config", n, "s"[: n != 1])
             self.notifier.ready()
             return
         if loaded.config.state_dir != self.config.state_dir:
