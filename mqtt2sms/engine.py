@@ -1030,7 +1030,8 @@ class Engine:
                 continue
             for kind in ("reports", "receive"):
                 key = (name, kind)
-                if key in self._polling or m - self._polls.get(key, -1e18) < self.poll_every:
+                every = float(getattr(getattr(self.config, name, None), "poll", self.poll_every))
+                if key in self._polling or m - self._polls.get(key, -1e18) < every:
                     continue
                 job: Job | None = None
                 if kind == "reports" and isinstance(t, Reporting):
