@@ -22,6 +22,7 @@ from mqtt2sms.config.model import (
     RuleOptions,
 )
 from mqtt2sms.config.secrets import read_secret_file, substitute
+from mqtt2sms.rules import filter_error, topic_error
 
 _T = TypeVar("_T")
 _Node = yaml.Node
@@ -147,32 +148,10 @@ def parse_time_of_day(text: str) -> dt.time:
     raise ValueError(f'bad time of day {text!r}: use HH:MM, such as "22:00"')
 
 
-def topic_filter_problem(topic: str) -> str | None:
-    """What is wrong with an MQTT subscription filter, or None when it is valid."""
-    if not topic:
-        return "an empty topic filter"
-    if "\0" in topic:
-        return "a topic filter may not hold NUL"
-    if len(topic.encode()) > 65535:
-        return "a topic filter longer than 65535 bytes"
-    levels = topic.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            return "'#' must be the last level, alone in it (such as a/b/#)"
-        if "+" in level and level != "+":
-            return "'+' must be alone in its level (such as a/+/c)"
-    return None
-
-
-def topic_name_problem(topic: str) -> str | None:
-    """What is wrong with an MQTT topic to publish on, or None when it is valid."""
-    if not topic:
-        return "an empty topic"
-    if "+" in topic or "#" in topic:
-        return "a topic to publish on may not hold + or #"
-    if "\0" in topic:
-        return "a topic may not hold NUL"
-    return None
+# The one check of a topic filter and of a topic name, shared with the matcher (rules.py);
+# the messages do not repeat the topic: the reader puts it in front.
+topic_filter_problem = filter_error
+topic_name_problem = topic_error
 
 
 def default_state_dir(env: Mapping[str, str]) -> str | None:
