@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping
 import jinja2
 import yaml
 import yaml.constructor
-from jinja2.sandbox import SandboxedEnvironment
 
 from mqtt2sms.config.model import (
     DEFAULT_ALERT_TOPIC,
@@ -46,6 +45,7 @@ from mqtt2sms.config.sections import (
     _Use,
 )
 from mqtt2sms.errors import ConfigError
+from mqtt2sms.render import Templates
 from mqtt2sms.rules import filter_covers_base
 
 
@@ -62,13 +62,13 @@ def parse_config(
     ``path`` is only printed in messages (as given). ``env`` supplies ``${VAR}`` and the
     state_dir defaults. ``read_file(path) -> str`` reads ``*_file`` secrets (default: the file
     as UTF-8); one trailing newline of its result is stripped. ``jinja_env`` compiles the
-    templates for the check (default: a plain SandboxedEnvironment; pass the renderer's to
-    know its filters).
+    templates for the check (default: the renderer's own sandbox, render.Templates, the one
+    place templates are compiled).
 
     Returns Loaded (the Config and the warnings, each ``path:line: yaml.path: what``).
     Raises ConfigError with every problem found, each ``path:line: yaml.path: what``.
     """
-    p = _Parser(path, env, read_file or _read_text, jinja_env or SandboxedEnvironment())
+    p = _Parser(path, env, read_file or _read_text, Templates(jinja_env))
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:

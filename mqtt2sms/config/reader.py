@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from typing import TypeVar
 
-import jinja2
 import yaml
 import yaml.constructor
 
@@ -22,6 +21,7 @@ from mqtt2sms.config.model import (
     RuleOptions,
 )
 from mqtt2sms.config.secrets import read_secret_file, substitute
+from mqtt2sms.render import Templates
 from mqtt2sms.rules import filter_error, topic_error
 
 _T = TypeVar("_T")
@@ -298,12 +298,12 @@ class _Parser:
         path: str,
         env: Mapping[str, str],
         read_file: Callable[[str], str],
-        jinja_env: jinja2.Environment,
+        templates: Templates,
     ) -> None:
         self.path = path
         self.env = env
         self.read_file = read_file
-        self.jinja = jinja_env
+        self.templates = templates
         self.errors: list[tuple[int, str]] = []
         self.warnings: list[tuple[int, str]] = []
         self.constructor = yaml.constructor.SafeConstructor()
@@ -628,10 +628,9 @@ class _Parser:
         source = self.string(node, ypath)
         if source is None:
             return None
-        try:
-            self.jinja.from_string(source)
-        except jinja2.TemplateError as exc:
-            self.error(node, ypath, f"template error: {_jinja_message(exc)}")
+        problem = self.templates.check_template(source)
+        if problem is not None:
+            self.error(node, ypath, f"template error: {problem}")
             return None
         return source
 
@@ -643,23 +642,11 @@ class _Parser:
         if not expr:
             self.error(node, ypath, "an empty expression")
             return None
-        if "{{" in expr or "{%" in expr or "}}" in expr:
-            # Not one expression ("{{ a }} and {{ b }}"): the renderer renders it as a template.
-            return self.template(node, ypath)
-        try:
-            self.jinja.compile_expression(expr)
-        except jinja2.TemplateError as exc:
-            self.error(node, ypath, f"expression error: {_jinja_message(exc)}")
+        # The renderer's own check: one expression, or a template it renders and judges.
+        problem = self.templates.check_expression(source)
+        if problem is not None:
+            self.error(node, ypath, f"expression error: {problem}")
             return None
+        if "{{" in expr or "{%" in expr or "}}" in expr:
+            return source
         return expr
-
-
-def _jinja_message(exc: jinja2.TemplateError) -> str:
-    message = exc.message or type(exc).__name__
-    lineno = getattr(exc, "lineno", 1)
-    return (
-        f"{message} (template line {lineno})" if isinstance(lineno, int) and lineno > 1 else message
-    )
-
-
-# --------------------------------------------------------------------------- the sections
