@@ -7,6 +7,14 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mqtt2sms import sms
+
+# The charsets sms.py formats. SPEC's default is `auto`; until sms.py knows it (another change),
+# the default stays gsm7 and `auto` is refused, so no text is ever formatted with a charset
+# sms.py would reject.
+CHARSETS: tuple[str, ...] = tuple(sms._CHARSETS)
+DEFAULT_CHARSET = "auto" if "auto" in CHARSETS else "gsm7"
+
 
 @dataclass(frozen=True)
 class TLSConfig:
@@ -90,7 +98,7 @@ class RuleOptions:
     max_length: int = 160
     long: str = "truncate"  # truncate | split
     max_parts: int = 3
-    charset: str = "gsm7"  # gsm7 | unicode
+    charset: str = DEFAULT_CHARSET  # auto | gsm7 | unicode
     subject: str | None = None
     cooldown: float = 0.0
     priority: str = "normal"  # normal | high

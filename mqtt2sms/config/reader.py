@@ -476,17 +476,21 @@ class _Parser:
         return read
 
     def enum(self, *choices: str) -> Callable[[_Node, str], str | None]:
+        """A reader of one of ``choices`` (lower case), in any case."""
+
         def read(node: _Node, ypath: str) -> str | None:
             text = self.string(node, ypath)
             if text is None:
                 return None
-            if text not in choices:
+            # Any case (SPEC: `priority: HIGH`); the value is kept in lower case, as listed.
+            low = text.strip().lower()
+            if low not in choices:
                 listed = " | ".join(choices)
                 self.error(
-                    node, ypath, f"'{text}' is not one of {listed}" + did_you_mean(text, choices)
+                    node, ypath, f"'{text}' is not one of {listed}" + did_you_mean(low, choices)
                 )
                 return None
-            return text
+            return low
 
         return read
 

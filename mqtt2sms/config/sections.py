@@ -13,6 +13,7 @@ import yaml.constructor
 
 from mqtt2sms import carriers
 from mqtt2sms.config.model import (
+    CHARSETS,
     AndroidConfig,
     Config,
     Contact,
@@ -201,7 +202,7 @@ def _options(p: _Parser, s: _Section, base: RuleOptions) -> tuple[RuleOptions, s
         "max_length": p.integer(10),
         "long": p.enum("truncate", "split"),
         "max_parts": p.integer(1),
-        "charset": p.enum("gsm7", "unicode"),
+        "charset": p.enum(*CHARSETS),
         "subject": p.template,
         "cooldown": p.duration(),
         "priority": p.enum("normal", "high"),

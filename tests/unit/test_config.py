@@ -902,3 +902,39 @@ def test_yaml_merge_keys() -> None:
     contacts = load(text).config.contacts
     assert contacts["alex"].gateway_address == "5551234567@tmomail.net"
     assert contacts["sam"].gateway_address == "5557654321@tmomail.net"
+
+
+# ------------------------------------------------------------- no alert lost to a mistake
+
+
+def test_enums_take_any_case_and_keep_lower_case() -> None:
+    text = BASE + (
+        "defaults: {priority: HIGH, long: Split, charset: UNICODE}\n"
+        "rules:\n  - {name: r, topic: a/b, priority: High}\n"
+    )
+    config = load(text).config
+    assert config.defaults.priority == "high"
+    assert config.defaults.long == "split"
+    assert config.defaults.charset == "unicode"
+    rule = next(r for r in config.rules if r.name == "r")
+    assert rule.options.priority == "high"
+
+
+def test_enum_did_you_mean_works_across_case() -> None:
+    errs = problems(BASE + "defaults: {priority: HIHG}\n")
+    assert errs == [
+        "config.yaml:9: defaults.priority: 'HIHG' is not one of normal | high"
+        " (did you mean 'high'?)"
+    ]
+
+
+def test_charset_auto_follows_what_sms_formats() -> None:
+    from mqtt2sms import sms
+    from mqtt2sms.config import RuleOptions
+
+    if "auto" in sms._CHARSETS:
+        assert RuleOptions().charset == "auto"
+        assert load(BASE + "defaults: {charset: auto}\n").config.defaults.charset == "auto"
+    else:  # until sms.py formats `auto`, the config must not hand it over
+        assert RuleOptions().charset == "gsm7"
+        assert problems(BASE + "defaults: {charset: auto}\n")
