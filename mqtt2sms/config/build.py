@@ -8,6 +8,7 @@ import jinja2
 import yaml
 import yaml.constructor
 
+from mqtt2sms import system
 from mqtt2sms.config.model import (
     DEFAULT_ALERT_TOPIC,
     TRANSPORTS,
@@ -68,7 +69,24 @@ def parse_config(
     Returns Loaded (the Config and the warnings, each ``path:line: yaml.path: what``).
     Raises ConfigError with every problem found, each ``path:line: yaml.path: what``.
     """
+    try:
+        return _parse(text, path, env, read_file, jinja_env)
+    except RecursionError:
+        # A list or mapping nested thousands deep: no traceback, a config error.
+        raise ConfigError([f"{path}:1: YAML nested too deeply"]) from None
+
+
+def _parse(
+    text: str,
+    path: str,
+    env: Mapping[str, str],
+    read_file: Callable[[str], str] | None,
+    jinja_env: jinja2.Environment | None,
+) -> Loaded:
     p = _Parser(path, env, read_file or _read_text, Templates(jinja_env))
+    tz = system.tz_problem(env)
+    if tz is not None:
+        p.error(None, "$TZ", f"{tz}: quiet hours and the daily cap need the local time")
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:

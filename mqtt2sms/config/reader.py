@@ -79,10 +79,14 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+#: The longest duration (or rate period) accepted: 10 years, in seconds.
+MAX_DURATION = 3650 * 86400.0
+
+
 def parse_duration(value: object) -> float:
     """Seconds from ``30s``, ``10m``, ``2h``, ``1d``, ``1h30m``, or a number (also as a string).
 
-    Raises ValueError for anything else, a negative number included.
+    Raises ValueError for anything else, a negative number or one over 10 years included.
     """
     if isinstance(value, bool):
         raise ValueError(f"bad duration {value!r}")
@@ -104,6 +108,9 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"bad duration {value!r}")
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"bad duration {value!r}: must be 0 or more")
+    if seconds > MAX_DURATION:
+        # A larger one overflows datetime arithmetic at run time (timedelta, now + d).
+        raise ValueError(f"duration {value!r} is too long: at most 10 years (3650d)")
     return seconds
 
 

@@ -938,3 +938,30 @@ def test_charset_auto_follows_what_sms_formats() -> None:
     else:  # until sms.py formats `auto`, the config must not hand it over
         assert RuleOptions().charset == "gsm7"
         assert problems(BASE + "defaults: {charset: auto}\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["limits: {per_recipient: 1/99999999999999d}\n", "defaults: {cooldown: 99999999999999d}\n"],
+)
+def test_absurd_durations_are_refused(text: str) -> None:
+    errs = problems(BASE + text)
+    assert len(errs) == 1 and errs[0].startswith("config.yaml:9: ")
+    assert "too long" in errs[0] or "bad rate" in errs[0]
+    assert parse_duration("3650d") == 3650 * 86400.0
+    with pytest.raises(ValueError, match="at most 10 years"):
+        parse_duration("3651d")
+
+
+def test_a_bad_tz_is_a_config_error() -> None:
+    errs = problems(BASE, env={**ENV, "TZ": "Mars/Olympus"})
+    assert errs == [
+        "config.yaml:1: $TZ: TZ='Mars/Olympus' is not a known time zone (see /usr/share/zoneinfo)"
+        ": quiet hours and the daily cap need the local time"
+    ]
+    assert load(BASE, env={**ENV, "TZ": "Europe/Paris"}).config
+
+
+def test_a_yaml_nested_thousands_deep_is_a_config_error() -> None:
+    errs = problems("rules: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert errs == ["config.yaml:1: YAML nested too deeply"]
