@@ -145,7 +145,15 @@ def _parse(
     escalations = _escalations(p, node("escalations"))
 
     user_rules, uses = _rules(p, node("rules"), defaults, escalations, dsec.value_node("via"))
-    rules = _with_builtins(p, user_rules, alert_topic, mqtt.base_topic, defaults, node("rules"))
+    rules = _with_builtins(
+        p,
+        user_rules,
+        alert_topic,
+        mqtt.base_topic,
+        defaults,
+        node("rules"),
+        node("alert_topic") or node("mqtt"),
+    )
     if any(rule.builtin for rule in rules):
         uses.append(_Use(defaults.to, defaults.via, "defaults.via", dsec.value_node("via")))
 
@@ -181,6 +189,15 @@ def _parse(
     return Loaded(config=config, warnings=p.sorted_warnings())
 
 
+def _wholly_under_base(filter: str, base_topic: str) -> bool:
+    """Is every topic ``filter`` matches under ``<base>/`` (and neither notify nor ack)?"""
+    base = base_topic.split("/")
+    levels = filter.split("/")
+    if levels[: len(base)] != base or len(levels) <= len(base) or levels[len(base)] == "#":
+        return False  # not under it, the base itself, or `<base>/#` (which matches the base)
+    return filter not in (f"{base_topic}/notify", f"{base_topic}/ack")
+
+
 def _with_builtins(
     p: _Parser,
     user_rules: list[Rule],
@@ -188,6 +205,7 @@ def _with_builtins(
     base_topic: str,
     defaults: RuleOptions,
     rules_node: _Node | None,
+    alert_node: _Node | None = None,
 ) -> list[Rule]:
     """The user's rules, then the built-in `sms` and `notify` rules they do not replace."""
     notify_topic = f"{base_topic}/notify"
@@ -197,6 +215,14 @@ def _with_builtins(
     for name, topic in wanted:
         if topic is None or any(rule.topic == topic for rule in user_rules):
             continue
+        if name == "sms" and _wholly_under_base(topic, base_topic):
+            p.error(
+                alert_node,
+                "alert_topic",
+                f"'{topic}' lies under mqtt.base_topic '{base_topic}': messages under "
+                f"{base_topic}/ never match a rule, so the built-in `sms` rule cannot fire "
+                "(choose another alert_topic or base_topic)",
+            )
         builtins.append(Rule(name=name, topic=topic, options=defaults, builtin=True))
         for i, rule in enumerate(user_rules):
             if rule.name == name:
@@ -210,7 +236,15 @@ def _with_builtins(
     for i, rule in enumerate(user_rules):
         if rule.topic == notify_topic or not rule.topic:
             continue
-        if filter_covers_base(rule.topic, base_topic):
+        if _wholly_under_base(rule.topic, base_topic):
+            where = rule_nodes[i] if i < len(rule_nodes) else None
+            p.error(
+                where,
+                f"rules[{i}].topic",
+                f"'{rule.topic}' lies under mqtt.base_topic '{base_topic}': messages under "
+                f"{base_topic}/ never match a rule (except notify), so this rule cannot fire",
+            )
+        elif filter_covers_base(rule.topic, base_topic):
             where = rule_nodes[i] if i < len(rule_nodes) else None
             p.warn(
                 where,

@@ -965,3 +965,20 @@ def test_a_bad_tz_is_a_config_error() -> None:
 def test_a_yaml_nested_thousands_deep_is_a_config_error() -> None:
     errs = problems("rules: " + "[" * 5000 + "]" * 5000 + "\n")
     assert errs == ["config.yaml:1: YAML nested too deeply"]
+
+
+def test_a_base_topic_that_swallows_the_alert_topic_is_an_error() -> None:
+    errs = problems(BASE + "mqtt: {base_topic: home}\n")
+    assert errs == [
+        "config.yaml:9: alert_topic: 'home/alerts/sms' lies under mqtt.base_topic 'home': "
+        "messages under home/ never match a rule, so the built-in `sms` rule cannot fire "
+        "(choose another alert_topic or base_topic)"
+    ]
+    errs = problems(BASE + "rules:\n  - {name: r, topic: mqtt2sms/x/+}\n")
+    assert errs == [
+        "config.yaml:10: rules[0].topic: 'mqtt2sms/x/+' lies under mqtt.base_topic 'mqtt2sms': "
+        "messages under mqtt2sms/ never match a rule (except notify), so this rule cannot fire"
+    ]
+    # a filter that merely covers the base stays a warning; notify and ack are ours
+    assert load(BASE + "rules:\n  - {name: r, topic: '#'}\n").warnings
+    load(BASE + "rules:\n  - {name: r, topic: mqtt2sms/notify}\n")
