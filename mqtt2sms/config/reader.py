@@ -530,6 +530,14 @@ class _Parser:
         if not _EMAIL.fullmatch(text) or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
             self.error(node, ypath, f"{text!r} is not an email address (name@example.com)")
             return None
+        if not text.isascii():
+            # smtplib refuses a non-ASCII address without SMTPUTF8, which gateways do not offer.
+            self.error(
+                node,
+                ypath,
+                f"{text!r}: an address must be plain ASCII (the SMTP sender refuses it)",
+            )
+            return None
         return text
 
     def topic_filter(self, node: _Node, ypath: str) -> str | None:

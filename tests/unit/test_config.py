@@ -982,3 +982,17 @@ def test_a_base_topic_that_swallows_the_alert_topic_is_an_error() -> None:
     # a filter that merely covers the base stays a warning; notify and ack are ours
     assert load(BASE + "rules:\n  - {name: r, topic: '#'}\n").warnings
     load(BASE + "rules:\n  - {name: r, topic: mqtt2sms/notify}\n")
+
+
+def test_a_non_ascii_address_is_refused() -> None:
+    text = BASE.replace("me@example.com", "zoë@example.com").replace(
+        "5557654321@vtext.com", "zoë@example.com"
+    )
+    errs = problems(text)
+    assert errs == [
+        "config.yaml:3: smtp.from: 'zoë@example.com': an address must be plain ASCII "
+        "(the SMTP sender refuses it)",
+        "config.yaml:6: contacts.sam.email: 'zoë@example.com': an address must be plain ASCII "
+        "(the SMTP sender refuses it)",
+    ]
+    assert problems(BASE.replace("me@example.com", "'me @example.com'"))
