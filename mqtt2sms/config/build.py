@@ -31,6 +31,7 @@ from mqtt2sms.config.reader import (
 from mqtt2sms.config.secrets import read_text as _read_text
 from mqtt2sms.config.sections import (
     NOT_BUILT,
+    NOT_YET,
     _android,
     _check_reach,
     _contacts,
@@ -184,6 +185,9 @@ def _parse(
                 "this version cannot send through it yet: a text whose `via` reaches it moves "
                 "on to the next way out, or fails",
             )
+    for key in ("escalations", "received"):
+        if top.has(key):
+            p.warn(top.key_node(key), key, NOT_YET[key])
     if p.errors:
         raise ConfigError(p.sorted_errors())
     return Loaded(config=config, warnings=p.sorted_warnings())

@@ -776,6 +776,11 @@ ESCALATION = BASE + textwrap.dedent(
 )
 
 
+def not_yet_left_out(warnings: tuple[str, ...]) -> tuple[str, ...]:
+    """The warnings but those about keys this version does not act on yet."""
+    return tuple(w for w in warnings if "this version cannot" not in w)
+
+
 def test_escalation_policy() -> None:
     loaded = load(ESCALATION)
     fire = loaded.config.escalations["fire"]
@@ -792,12 +797,12 @@ def test_escalation_policy() -> None:
     )
     smoke = loaded.config.rules[0]
     assert smoke.escalate == "fire" and smoke.resolve_when == "value == 'clear'"
-    assert loaded.warnings == ()
+    assert not_yet_left_out(loaded.warnings) == ()
 
 
 def test_escalate_with_to_warns() -> None:
     text = ESCALATION + "    to: [alex]\n"
-    assert load(text).warnings == (
+    assert not_yet_left_out(load(text).warnings) == (
         "config.yaml:22: rules[0].to: ignored: the policy's steps choose recipients",
     )
 
@@ -996,3 +1001,16 @@ def test_a_non_ascii_address_is_refused() -> None:
         "(the SMTP sender refuses it)",
     ]
     assert problems(BASE.replace("me@example.com", "'me @example.com'"))
+
+
+def test_keys_not_acted_on_yet_warn() -> None:
+    warnings = load(ESCALATION + "received: all\n").warnings
+    assert warnings == (
+        "config.yaml:9: escalations: this version cannot escalate yet: a rule with `escalate` "
+        "texts only the policy's first step once (no repeat, no acknowledgement by reply or "
+        "on <base>/ack)",
+        "config.yaml:20: rules[0].escalate: this version cannot escalate yet: only the policy's "
+        "first step is texted, once, and nothing handles an acknowledgement",
+        "config.yaml:21: rules[0].resolve_when: this version cannot resolve incidents yet: ignored",
+        "config.yaml:22: received: this version cannot read received texts yet: ignored",
+    )
