@@ -270,7 +270,8 @@ def _contacts(p: _Parser, node: _Node | None, country_code: str) -> dict[str, Co
                 p.warn(
                     cnode,
                     s.path("carrier"),
-                    f"{carrier.name}'s email-to-SMS gateway has shut down ({carrier.note}): "
+                    f"{carrier.name}'s email-to-SMS gateway has shut down"
+                    f"{_shut_down_detail(carrier)}: "
                     f"{carrier.alternative or 'use another way out'}",
                 )
             if not s.has("number"):
@@ -301,6 +302,15 @@ def _contacts(p: _Parser, node: _Node | None, country_code: str) -> dict[str, Co
                     p.error(s.value_node("via"), s.path("via"), f"{transport} {need}")
         out[name] = contact
     return out
+
+
+def _shut_down_detail(carrier: carriers.Carrier) -> str:
+    """The carrier's note without what the warning already says ("X's ... shut down")."""
+    note = carrier.note or ""
+    head, sep, rest = note.partition(" shut down ")
+    if sep and head.startswith(carrier.name + "'s"):
+        return f", {rest}"
+    return f" ({note})" if note else ""
 
 
 def _unreachable(contact: Contact, transport: str) -> str | None:

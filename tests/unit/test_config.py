@@ -1014,3 +1014,12 @@ def test_keys_not_acted_on_yet_warn() -> None:
         "config.yaml:21: rules[0].resolve_when: this version cannot resolve incidents yet: ignored",
         "config.yaml:22: received: this version cannot read received texts yet: ignored",
     )
+
+
+def test_shut_down_warning_does_not_repeat_itself() -> None:
+    text = 'contacts:\n  pat: {number: "5551234567", carrier: att}\n  kim: {email: k@example.com}\n'
+    (warning,) = load(text).warnings
+    assert warning == (
+        "config.yaml:2: contacts.pat.carrier: AT&T's email-to-SMS gateway has shut down, "
+        "on 2025-06-17 (550 since): use twilio, modem or android"
+    )
