@@ -17,6 +17,7 @@ from mqtt2sms.config.model import (
     Loaded,
     Rule,
     RuleOptions,
+    resolve_recipients,
 )
 from mqtt2sms.config.reader import (
     _OPTION_KEYS,
@@ -185,6 +186,19 @@ def _parse(
                 "this version cannot send through it yet: a text whose `via` reaches it moves "
                 "on to the next way out, or fails",
             )
+    if not config.contacts:
+        p.warn(
+            node("contacts"),
+            "contacts",
+            "no contacts: nobody can be texted, every alert will be rejected",
+        )
+    elif config.defaults.to and not resolve_recipients(config, config.defaults.to)[0]:
+        p.warn(
+            node("defaults"),
+            "defaults.to",
+            "names nobody (empty groups): an alert to a rule without its own `to` reaches "
+            "nobody unless its payload names someone",
+        )
     for key in ("escalations", "received"):
         if top.has(key):
             p.warn(top.key_node(key), key, NOT_YET[key])

@@ -54,7 +54,10 @@ def problems(text: str, env: dict[str, str] | None = None, **kwargs: object) -> 
 def test_empty_file_is_all_defaults() -> None:
     loaded = load("")
     config = loaded.config
-    assert loaded.warnings == ()
+    # the one warning of an empty file: nobody can be texted (see test_nobody_to_text_warns)
+    assert loaded.warnings == (
+        "config.yaml:1: contacts: no contacts: nobody can be texted, every alert will be rejected",
+    )
     assert config.path == "config.yaml"
     assert config.state_dir == "/home/pi/.local/state/mqtt2sms"
     assert config.mqtt.host == "127.0.0.1"
@@ -1023,3 +1026,10 @@ def test_shut_down_warning_does_not_repeat_itself() -> None:
         "config.yaml:2: contacts.pat.carrier: AT&T's email-to-SMS gateway has shut down, "
         "on 2025-06-17 (550 since): use twilio, modem or android"
     )
+
+
+def test_nobody_to_text_warns() -> None:
+    text = BASE + "groups:\n  family: [alex, sam]\n  nobody: []\ndefaults: {to: [nobody]}\n"
+    text = text.replace("groups:\n  family: [alex, sam]\n", "", 1)
+    warnings = load(text).warnings
+    assert any("defaults.to: names nobody (empty groups)" in w for w in warnings), warnings
