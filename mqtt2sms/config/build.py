@@ -28,6 +28,7 @@ from mqtt2sms.config.reader import (
     _Parser,
     _Section,
     default_state_dir,
+    file_problem,
 )
 from mqtt2sms.config.secrets import read_text as _read_text
 from mqtt2sms.config.sections import (
@@ -59,6 +60,7 @@ def parse_config(
     read_file: Callable[[str], str] | None = None,
     *,
     jinja_env: jinja2.Environment | None = None,
+    check_file: Callable[[str], str | None] | None = None,
 ) -> Loaded:
     """Check and read a config file's text.
 
@@ -66,13 +68,14 @@ def parse_config(
     state_dir defaults. ``read_file(path) -> str`` reads ``*_file`` secrets (default: the file
     as UTF-8); one trailing newline of its result is stripped. ``jinja_env`` compiles the
     templates for the check (default: the renderer's own sandbox, render.Templates, the one
-    place templates are compiled).
+    place templates are compiled). ``check_file(path) -> problem | None`` checks each file the
+    config names (mqtt.tls files, smtp.ca_certs, modem.device; default: the real file system).
 
     Returns Loaded (the Config and the warnings, each ``path:line: yaml.path: what``).
     Raises ConfigError with every problem found, each ``path:line: yaml.path: what``.
     """
     try:
-        return _parse(text, path, env, read_file, jinja_env)
+        return _parse(text, path, env, read_file, jinja_env, check_file or file_problem)
     except RecursionError:
         # A list or mapping nested thousands deep: no traceback, a config error.
         raise ConfigError([f"{path}:1: YAML nested too deeply"]) from None
@@ -84,8 +87,9 @@ def _parse(
     env: Mapping[str, str],
     read_file: Callable[[str], str] | None,
     jinja_env: jinja2.Environment | None,
+    check_file: Callable[[str], str | None],
 ) -> Loaded:
-    p = _Parser(path, env, read_file or _read_text, Templates(jinja_env))
+    p = _Parser(path, env, read_file or _read_text, Templates(jinja_env), check_file)
     tz = system.tz_problem(env)
     if tz is not None:
         p.error(None, "$TZ", f"{tz}: quiet hours and the daily cap need the local time")

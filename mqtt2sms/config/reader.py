@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
@@ -176,6 +177,17 @@ def default_state_dir(env: Mapping[str, str]) -> str | None:
     return None
 
 
+def file_problem(path: str) -> str | None:
+    """What keeps the daemon from reading ``path`` (a file or a device), or None."""
+    if not os.path.exists(path):
+        return "no such file"
+    if os.path.isdir(path):
+        return "is a directory, not a file"
+    if not os.access(path, os.R_OK):
+        return "not readable by this user"
+    return None
+
+
 def _strip_braces(expr: str) -> str:
     text = expr.strip()
     if text.startswith("{{") and text.endswith("}}"):
@@ -306,7 +318,9 @@ class _Parser:
         env: Mapping[str, str],
         read_file: Callable[[str], str],
         templates: Templates,
+        check_file: Callable[[str], str | None] = file_problem,
     ) -> None:
+        self.check_file = check_file
         self.path = path
         self.env = env
         self.read_file = read_file
@@ -574,6 +588,17 @@ class _Parser:
         if text is None:
             return None
         return self.expand_home(node, ypath, text)
+
+    def existing_file(self, node: _Node, ypath: str) -> str | None:
+        """A path (as path_value) to a file that must exist and be readable now."""
+        path = self.path_value(node, ypath)
+        if path is None:
+            return None
+        problem = self.check_file(path)
+        if problem is not None:
+            self.error(node, ypath, f"{path!r}: {problem}")
+            return None
+        return path
 
     def expand_home(self, node: _Node, ypath: str, text: str) -> str | None:
         if text == "~" or text.startswith("~/"):

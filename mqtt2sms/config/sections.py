@@ -64,9 +64,9 @@ def _tls(p: _Parser, node: _Node, ypath: str) -> TLSConfig | None:
         return TLSConfig() if p.boolean(node, ypath) else None
     s = _Section(p, node, ypath, ("ca_certs", "certfile", "keyfile", "insecure"))
     tls = TLSConfig(
-        ca_certs=s.opt("ca_certs", p.path_value),
-        certfile=s.opt("certfile", p.path_value),
-        keyfile=s.opt("keyfile", p.path_value),
+        ca_certs=s.opt("ca_certs", p.existing_file),
+        certfile=s.opt("certfile", p.existing_file),
+        keyfile=s.opt("keyfile", p.existing_file),
         insecure=s.get("insecure", p.boolean, False),
     )
     if tls.keyfile and not tls.certfile:
@@ -106,7 +106,7 @@ def _smtp(p: _Parser, node: _Node) -> SmtpConfig:
         username=s.opt("username", p.string),
         password=s.secret("password"),
         timeout=s.get("timeout", p.duration(positive=True), 30.0),
-        ca_certs=s.opt("ca_certs", p.path_value),
+        ca_certs=s.opt("ca_certs", p.existing_file),
     )
     if smtp.password is not None and smtp.username is None:
         p.error(
@@ -157,7 +157,7 @@ def _modem(p: _Parser, node: _Node) -> ModemConfig:
     s = _Section(p, node, "modem", _secret_keys(*(f.name for f in fields(ModemConfig))))
     d = ModemConfig()
     return ModemConfig(
-        device=s.get("device", p.path_value, d.device),
+        device=s.get("device", p.existing_file, d.device),
         baudrate=s.get("baudrate", p.integer(1), d.baudrate),
         pin=s.secret("pin"),
         poll=s.get("poll", p.duration(positive=True), d.poll),

@@ -38,6 +38,10 @@ groups:
 """
 
 
+def NO_FS(path: str) -> None:  # a fake file system where every file exists
+    return None
+
+
 def load(text: str, env: dict[str, str] | None = None, **kwargs: object) -> Loaded:
     return parse_config(textwrap.dedent(text), "config.yaml", ENV if env is None else env, **kwargs)  # type: ignore[arg-type]
 
@@ -420,14 +424,16 @@ def test_mqtt_tls() -> None:
     assert load("mqtt: {tls: null}\n").config.mqtt.tls is None
     tls = load("mqtt: {tls: true}\n").config.mqtt.tls
     assert tls is not None and tls.ca_certs is None
-    tls = load("mqtt: {tls: {ca_certs: /etc/ca.pem, insecure: true}}\n").config.mqtt.tls
+    tls = load(
+        "mqtt: {tls: {ca_certs: /etc/ca.pem, insecure: true}}\n", check_file=NO_FS
+    ).config.mqtt.tls
     assert tls is not None and tls.ca_certs == "/etc/ca.pem" and tls.insecure
 
 
 @pytest.mark.parametrize(("security", "port"), [("starttls", 587), ("ssl", 465), ("none", 25)])
 def test_smtp_default_port(security: str, port: int) -> None:
     text = f"smtp: {{host: h, from: a@b.example, security: {security}}}\n"
-    smtp = load(text).config.smtp
+    smtp = load(text, check_file=NO_FS).config.smtp
     assert smtp is not None and smtp.port == port and smtp.from_addr == "a@b.example"
 
 
@@ -444,7 +450,7 @@ def test_transport_sections() -> None:
     android: {url: "http://192.168.1.50:8080/", username: sms, password: p}
     modem: {device: /dev/ttyACM0}
     """
-    config = load(text).config
+    config = load(text, check_file=NO_FS).config
     assert config.twilio is not None and config.twilio.messaging_service_sid == "MG1"
     assert config.twilio.poll == 30.0
     assert config.android is not None and config.android.url == "http://192.168.1.50:8080"
@@ -1033,3 +1039,22 @@ def test_nobody_to_text_warns() -> None:
     text = text.replace("groups:\n  family: [alex, sam]\n", "", 1)
     warnings = load(text).warnings
     assert any("defaults.to: names nobody (empty groups)" in w for w in warnings), warnings
+
+
+def test_every_file_the_config_names_is_checked() -> None:
+    files = {"/etc/ca.pem": None, "/etc/key.pem": "not readable by this user"}
+
+    def check(path: str) -> str | None:
+        return files.get(path, "no such file")
+
+    text = BASE.replace("  from: me@example.com\n", "  from: me@example.com\n  ca_certs: /x.pem\n")
+    text += (
+        "mqtt: {tls: {ca_certs: /etc/ca.pem, certfile: /etc/c.pem, keyfile: /etc/key.pem}}\n"
+        "modem: {device: /dev/ttyUSB9}\n"
+    )
+    errs = problems(text, check_file=check)
+    assert "config.yaml:4: smtp.ca_certs: '/x.pem': no such file" in errs
+    assert "config.yaml:10: mqtt.tls.certfile: '/etc/c.pem': no such file" in errs
+    assert "config.yaml:10: mqtt.tls.keyfile: '/etc/key.pem': not readable by this user" in errs
+    assert "config.yaml:11: modem.device: '/dev/ttyUSB9': no such file" in errs
+    assert not any("/etc/ca.pem" in e for e in errs)
