@@ -1058,3 +1058,12 @@ def test_every_file_the_config_names_is_checked() -> None:
     assert "config.yaml:10: mqtt.tls.keyfile: '/etc/key.pem': not readable by this user" in errs
     assert "config.yaml:11: modem.device: '/dev/ttyUSB9': no such file" in errs
     assert not any("/etc/ca.pem" in e for e in errs)
+
+
+def test_receive_is_not_acted_on_yet_warns() -> None:
+    text = "android: {url: 'http://127.0.0.1:8080', username: sms, password: x, receive: true}\n"
+    warnings = load(text).warnings
+    assert (
+        "config.yaml:1: android.receive: this version cannot read received texts yet: ignored"
+        in warnings
+    ), warnings
