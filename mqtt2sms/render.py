@@ -322,8 +322,9 @@ class Templates:
     twice.
     """
 
-    def __init__(self) -> None:
-        self._env = _Environment(
+    def __init__(self, env: jinja2.Environment | None = None) -> None:
+        # ``env`` replaces the sandbox (config checks in tests, with filters of their own).
+        self._env: jinja2.Environment = env or _Environment(
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             keep_trailing_newline=False,

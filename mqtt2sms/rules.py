@@ -65,9 +65,9 @@ def filter_error(filter: str) -> str | None:
     levels = filter.split("/")
     for i, level in enumerate(levels):
         if "#" in level and (level != "#" or i != len(levels) - 1):
-            return f"'#' must be the whole last level of a topic filter: {filter!r}"
+            return "'#' must be the last level, alone in it (such as a/b/#)"
         if "+" in level and level != "+":
-            return f"'+' must be a whole level of a topic filter: {filter!r}"
+            return "'+' must be alone in its level (such as a/+/c)"
     return None
 
 
@@ -81,7 +81,7 @@ def topic_error(topic: str) -> str | None:
     if problem:
         return problem
     if "+" in topic or "#" in topic:
-        return f"a topic name cannot hold '+' or '#': {topic!r}"
+        return "a topic to publish on may not hold + or #"
     return None
 
 

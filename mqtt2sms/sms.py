@@ -154,7 +154,8 @@ _LATIN: dict[str, str] = {
 }
 
 _LONG_MODES = ("truncate", "split")
-_CHARSETS = ("auto", "gsm7", "unicode")
+CHARSETS = ("auto", "gsm7", "unicode")  # what `charset` may say
+_CHARSETS = CHARSETS
 _ELLIPSIS = "..."
 #: A cut backs up to a word boundary when there is one within this many characters (or a
 #: quarter of the room, when that is less: a 20-character text must not lose 15 of them).

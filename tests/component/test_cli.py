@@ -483,3 +483,17 @@ def test_send_without_an_alert_topic(
     path.write_text("alert_topic: null\n", encoding="utf-8")
     assert run("send", "-c", str(path), "hello", env=env) == 1
     assert "alert_topic is null" in capsys.readouterr().err
+
+
+def test_check_refuses_a_base_topic_that_swallows_the_alert_topic(
+    tmp_path: Path, env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        'mqtt: {base_topic: home}\ncontacts:\n  pat: {email: "zoë@example.com"}\n',
+        encoding="utf-8",
+    )
+    assert run("check", "-c", str(path), env=env) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:1: alert_topic: 'home/alerts/sms' lies under mqtt.base_topic 'home'" in err
+    assert f"{path}:3: contacts.pat.email: 'zoë@example.com': an address must be plain ASCII" in err

@@ -32,7 +32,7 @@ def test_a_base_topic_that_swallows_the_alert_topic_is_an_error() -> None:
 
 def test_a_rule_wholly_under_base_topic_is_an_error_one_that_covers_it_a_warning() -> None:
     (e,) = errors("rules:\n  - {name: r, topic: mqtt2sms/status}\n")
-    assert e.startswith("config.yaml:5: rules[0].topic:") and "can never send" in e
+    assert e.startswith("config.yaml:5: rules[0].topic:") and "cannot fire" in e
     loaded = parse_config(BASE + "rules:\n  - {name: r, topic: '#'}\n", "config.yaml", ENV)
     assert any("also covers mqtt2sms/" in w for w in loaded.warnings)
 
@@ -78,7 +78,7 @@ def test_check_refuses_a_missing_ca_file(
     env = {"STATE_DIRECTORY": str(tmp_path / "state")}
     assert cli.main(["check", "-c", str(cfg)], env) == 2
     err = capsys.readouterr().err
-    assert f"{missing}: no such file" in err and "ca_certs" in err
+    assert f"'{missing}': no such file" in err and "ca_certs" in err
 
 
 def test_check_refuses_an_unknown_time_zone(

@@ -1,0 +1,277 @@
+"""``parse_config``: the whole file at once, the sections in order, the built-in rule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import jinja2
+import yaml
+import yaml.constructor
+
+from mqtt2sms import system
+from mqtt2sms.config.model import (
+    DEFAULT_ALERT_TOPIC,
+    TRANSPORTS,
+    Config,
+    HomeAssistant,
+    Loaded,
+    Rule,
+    RuleOptions,
+    resolve_recipients,
+)
+from mqtt2sms.config.reader import (
+    _OPTION_KEYS,
+    _TOP_KEYS,
+    _is_null,
+    _kind,
+    _Node,
+    _Parser,
+    _Section,
+    default_state_dir,
+    file_problem,
+)
+from mqtt2sms.config.secrets import read_text as _read_text
+from mqtt2sms.config.sections import (
+    NOT_BUILT,
+    NOT_YET,
+    _android,
+    _check_reach,
+    _contacts,
+    _escalations,
+    _groups,
+    _limits,
+    _modem,
+    _mqtt,
+    _options,
+    _rules,
+    _smtp,
+    _twilio,
+    _Use,
+)
+from mqtt2sms.errors import ConfigError
+from mqtt2sms.render import Templates
+from mqtt2sms.rules import filter_covers_base
+
+
+def parse_config(
+    text: str,
+    path: str,
+    env: Mapping[str, str],
+    read_file: Callable[[str], str] | None = None,
+    *,
+    jinja_env: jinja2.Environment | None = None,
+    check_file: Callable[[str], str | None] | None = None,
+) -> Loaded:
+    """Check and read a config file's text.
+
+    ``path`` is only printed in messages (as given). ``env`` supplies ``${VAR}`` and the
+    state_dir defaults. ``read_file(path) -> str`` reads ``*_file`` secrets (default: the file
+    as UTF-8); one trailing newline of its result is stripped. ``jinja_env`` compiles the
+    templates for the check (default: the renderer's own sandbox, render.Templates, the one
+    place templates are compiled). ``check_file(path) -> problem | None`` checks each file the
+    config names (mqtt.tls files, smtp.ca_certs, modem.device; default: the real file system).
+
+    Returns Loaded (the Config and the warnings, each ``path:line: yaml.path: what``).
+    Raises ConfigError with every problem found, each ``path:line: yaml.path: what``.
+    """
+    try:
+        return _parse(text, path, env, read_file, jinja_env, check_file or file_problem)
+    except RecursionError:
+        # A list or mapping nested thousands deep: no traceback, a config error.
+        raise ConfigError([f"{path}:1: YAML nested too deeply"]) from None
+
+
+def _parse(
+    text: str,
+    path: str,
+    env: Mapping[str, str],
+    read_file: Callable[[str], str] | None,
+    jinja_env: jinja2.Environment | None,
+    check_file: Callable[[str], str | None],
+) -> Loaded:
+    p = _Parser(path, env, read_file or _read_text, Templates(jinja_env), check_file)
+    tz = system.tz_problem(env)
+    if tz is not None:
+        p.error(None, "$TZ", f"{tz}: quiet hours and the daily cap need the local time")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        what = " ".join(x for x in (exc.context, exc.problem) if x)
+        raise ConfigError([f"{path}:{line}: YAML syntax error: {what}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}:1: YAML syntax error: {exc}"]) from None
+
+    top = _Section(p, root, "", _TOP_KEYS)
+    if root is not None and not _is_null(root) and _kind(root) != "map":
+        raise ConfigError(p.sorted_errors())
+    node = top.value_node
+
+    p.transports |= {name for name in TRANSPORTS if top.has(name)}
+    for name in TRANSPORTS:
+        if name in top.items and not top.has(name):
+            p.no_section[name] = f"`{name}:` is empty (write `{name}: {{}}` for its defaults)"
+    dsec = _Section(p, node("defaults"), "defaults", _OPTION_KEYS)
+    defaults, _given = _options(p, dsec, RuleOptions())
+
+    mqtt = _mqtt(p, node("mqtt"))
+    smtp = _smtp(p, top.items["smtp"][1]) if top.has("smtp") else None
+    cc = defaults.country_code
+    twilio = _twilio(p, top.items["twilio"][1], cc) if top.has("twilio") else None
+    modem = _modem(p, top.items["modem"][1]) if top.has("modem") else None
+    android = _android(p, top.items["android"][1]) if top.has("android") else None
+
+    state_dir = top.opt("state_dir", p.path_value) if top.has("state_dir") else None
+    if state_dir is None and not top.has("state_dir"):
+        state_dir = default_state_dir(env)
+        if state_dir is None:
+            p.error(
+                root,
+                "state_dir",
+                "not set, and none of STATE_DIRECTORY, XDG_STATE_HOME, HOME is set",
+            )
+
+    contacts = _contacts(p, node("contacts"), defaults.country_code)
+    p.known_names = set(contacts)
+    groups = _groups(p, node("groups"), contacts)
+    p.known_names = set(contacts) | set(groups)
+    p.check_names(dsec.value_node("to"), "defaults.to")
+
+    limits = _limits(p, node("limits"))
+    ha = _Section(p, node("homeassistant"), "homeassistant", ("discovery", "prefix"))
+    homeassistant = HomeAssistant(
+        discovery=ha.get("discovery", p.boolean, False),
+        prefix=ha.get("prefix", p.topic_name, "homeassistant"),
+    )
+    alert_topic: str | None = DEFAULT_ALERT_TOPIC
+    if "alert_topic" in top.items:
+        alert_topic = top.opt("alert_topic", p.topic_name)
+    received = top.get("received", p.enum("contacts", "all", "none"), "contacts")
+    escalations = _escalations(p, node("escalations"))
+
+    user_rules, uses = _rules(p, node("rules"), defaults, escalations, dsec.value_node("via"))
+    rules = _with_builtins(
+        p,
+        user_rules,
+        alert_topic,
+        mqtt.base_topic,
+        defaults,
+        node("rules"),
+        node("alert_topic") or node("mqtt"),
+    )
+    if any(rule.builtin for rule in rules):
+        uses.append(_Use(defaults.to, defaults.via, "defaults.via", dsec.value_node("via")))
+
+    config = Config(
+        path=path,
+        state_dir=state_dir or "",
+        mqtt=mqtt,
+        smtp=smtp,
+        twilio=twilio,
+        modem=modem,
+        android=android,
+        contacts=contacts,
+        groups=groups,
+        defaults=defaults,
+        limits=limits,
+        homeassistant=homeassistant,
+        alert_topic=alert_topic,
+        rules=tuple(rules),
+        received=received,
+        escalations=escalations,
+    )
+    _check_reach(p, config, uses, node("contacts"))
+    for section in NOT_BUILT:
+        if getattr(config, section) is not None:
+            p.warn(
+                node(section),
+                section,
+                "this version cannot send through it yet: a text whose `via` reaches it moves "
+                "on to the next way out, or fails",
+            )
+    if not config.contacts:
+        p.warn(
+            node("contacts"),
+            "contacts",
+            "no contacts: nobody can be texted, every alert will be rejected",
+        )
+    elif config.defaults.to and not resolve_recipients(config, config.defaults.to)[0]:
+        p.warn(
+            node("defaults"),
+            "defaults.to",
+            "names nobody (empty groups): an alert to a rule without its own `to` reaches "
+            "nobody unless its payload names someone",
+        )
+    for key in ("escalations", "received"):
+        if top.has(key):
+            p.warn(top.key_node(key), key, NOT_YET[key])
+    if p.errors:
+        raise ConfigError(p.sorted_errors())
+    return Loaded(config=config, warnings=p.sorted_warnings())
+
+
+def _wholly_under_base(filter: str, base_topic: str) -> bool:
+    """Is every topic ``filter`` matches under ``<base>/`` (and neither notify nor ack)?"""
+    base = base_topic.split("/")
+    levels = filter.split("/")
+    if levels[: len(base)] != base or len(levels) <= len(base) or levels[len(base)] == "#":
+        return False  # not under it, the base itself, or `<base>/#` (which matches the base)
+    return filter not in (f"{base_topic}/notify", f"{base_topic}/ack")
+
+
+def _with_builtins(
+    p: _Parser,
+    user_rules: list[Rule],
+    alert_topic: str | None,
+    base_topic: str,
+    defaults: RuleOptions,
+    rules_node: _Node | None,
+    alert_node: _Node | None = None,
+) -> list[Rule]:
+    """The user's rules, then the built-in `sms` and `notify` rules they do not replace."""
+    notify_topic = f"{base_topic}/notify"
+    wanted = [("sms", alert_topic), ("notify", notify_topic)]
+    rule_nodes = list(rules_node.value) if isinstance(rules_node, yaml.SequenceNode) else []
+    builtins: list[Rule] = []
+    for name, topic in wanted:
+        if topic is None or any(rule.topic == topic for rule in user_rules):
+            continue
+        if name == "sms" and _wholly_under_base(topic, base_topic):
+            p.error(
+                alert_node,
+                "alert_topic",
+                f"'{topic}' lies under mqtt.base_topic '{base_topic}': messages under "
+                f"{base_topic}/ never match a rule, so the built-in `sms` rule cannot fire "
+                "(choose another alert_topic or base_topic)",
+            )
+        builtins.append(Rule(name=name, topic=topic, options=defaults, builtin=True))
+        for i, rule in enumerate(user_rules):
+            if rule.name == name:
+                where = rule_nodes[i] if i < len(rule_nodes) else None
+                p.error(
+                    where,
+                    f"rules[{i}].name",
+                    f"'{name}' is the name of the built-in rule on {topic}: "
+                    "choose another name, or give this rule that topic to replace it",
+                )
+    for i, rule in enumerate(user_rules):
+        if rule.topic == notify_topic or not rule.topic:
+            continue
+        if _wholly_under_base(rule.topic, base_topic):
+            where = rule_nodes[i] if i < len(rule_nodes) else None
+            p.error(
+                where,
+                f"rules[{i}].topic",
+                f"'{rule.topic}' lies under mqtt.base_topic '{base_topic}': messages under "
+                f"{base_topic}/ never match a rule (except notify), so this rule cannot fire",
+            )
+        elif filter_covers_base(rule.topic, base_topic):
+            where = rule_nodes[i] if i < len(rule_nodes) else None
+            p.warn(
+                where,
+                f"rules[{i}].topic",
+                f"'{rule.topic}' also covers {base_topic}/: messages under {base_topic}/ "
+                "never match a rule (except notify and ack)",
+            )
+    return user_rules + builtins
