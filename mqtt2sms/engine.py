@@ -953,19 +953,8 @@ class Engine:
         extra: Mapping[str, object] | None = None,
         latency: bool = False,
     ) -> Event:
-        lat = (self.now_e() - ts(text.created_at)) * 1000.0 if latency else None
-        return Event(
-            id=text.id,
-            state=state,
-            at=self.wall(),
-            rule=text.rule,
-            to=text.recipient,
-            via=via or tr.current or (tr.via[-1] if tr.via else None),
-            attempts=tr.attempts,
-            error=error,
-            latency_ms=lat,
-            extra=dict(extra or {}),
-        )
+        who = (text.id, text.rule, text.recipient, ts(text.created_at))
+        return self._make_event(who, state, tr, error, via, extra, latency)
 
     def _row_event(
         self,
@@ -978,17 +967,30 @@ class Engine:
         extra: Mapping[str, object] | None = None,
         latency: bool = False,
     ) -> Event:
-        lat = (self.now_e() - row.created_at) * 1000.0 if latency else None
+        who = (row.id, row.rule, row.recipient, row.created_at)
+        return self._make_event(who, state, tr, error, via, extra, latency)
+
+    def _make_event(
+        self,
+        who: tuple[str, str, str, float],
+        state: str,
+        tr: Track,
+        error: str | None,
+        via: str | None,
+        extra: Mapping[str, object] | None,
+        latency: bool,
+    ) -> Event:
+        text_id, rule, recipient, created_e = who
         return Event(
-            id=row.id,
+            id=text_id,
             state=state,
             at=self.wall(),
-            rule=row.rule,
-            to=row.recipient,
+            rule=rule,
+            to=recipient,
             via=via or tr.current or (tr.via[-1] if tr.via else None),
             attempts=tr.attempts,
             error=error,
-            latency_ms=lat,
+            latency_ms=(self.now_e() - created_e) * 1000.0 if latency else None,
             extra=dict(extra or {}),
         )
 
