@@ -46,7 +46,7 @@ from mqtt2sms import delivery, elapsed, throttle
 from mqtt2sms.delivery import Health, Track
 from mqtt2sms.events import EventSink, Stats
 from mqtt2sms.model import Event, Message, Text
-from mqtt2sms.outbox import Outbox, OutboxError, Row, from_ts, ts
+from mqtt2sms.outbox import Outbox, OutboxError, Row, ts
 from mqtt2sms.render import Templates
 from mqtt2sms.router import Routed, route
 from mqtt2sms.system import utcnow
@@ -1275,4 +1275,4 @@ def _span(seconds: float) -> str:
     return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
 
 
-__all__ = ["Engine", "Reload", "from_ts"]
+__all__ = ["STATS_NOW", "CooldownView", "Engine", "Reload", "read_boot_id"]
