@@ -429,7 +429,7 @@ def _elapsed_now(box: Outbox) -> float:
     """Now on the daemon's elapsed axis (the outbox's times are on it), from its saved clock."""
     import time
 
-    from mqtt2sms.engine import read_boot_id
+    from mqtt2sms.system import read_boot_id
 
     saved = elapsed.Saved.from_json(box.get_kv("clock"))
     return elapsed.resume(saved, time.monotonic(), time.time(), read_boot_id())

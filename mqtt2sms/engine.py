@@ -49,7 +49,7 @@ from mqtt2sms.model import Event, Message, Text
 from mqtt2sms.outbox import Outbox, OutboxError, Row, ts
 from mqtt2sms.render import Templates
 from mqtt2sms.router import Routed, route
-from mqtt2sms.system import utcnow
+from mqtt2sms.system import read_boot_id, utcnow
 from mqtt2sms.transports.base import OutgoingText, ReceivedText, Receiving, Reporting, Transport
 from mqtt2sms.workers import Done, InlineWorker, Job, Worker
 
@@ -108,15 +108,6 @@ class _Try:
     send: delivery.Send
     flight: _Flight | None
     row: Row | None
-    created_e: float
-
-
-def read_boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 class Engine:
@@ -217,7 +208,7 @@ class Engine:
     # -- the throttle's live state ---------------------------------------------------------
 
     def _load_throttle(self) -> None:
-        _cds, recent = self.outbox.load_throttle()
+        recent = self.outbox.load_recent()
         # cooldowns are read through from the outbox, one key at a time: memory and the cost
         # of an alert stay flat however many keys are held
         self.cooldowns = CooldownView(self.outbox)
@@ -568,28 +559,13 @@ class Engine:
     def _give(
         self, d: delivery.Send, flight: _Flight | None, row: Row | None, text: Text | None
     ) -> None:
-        if text is not None:
-            tid, body, subject, priority, addresses = (
-                text.id,
-                text.body,
-                text.subject,
-                text.priority,
-                text.addresses,
-            )
-            created = ts(text.created_at)
-        else:
-            assert row is not None
-            tid, body, subject, priority, addresses = (
-                row.id,
-                row.body,
-                row.subject,
-                row.priority,
-                row.addresses,
-            )
-            created = elapsed.seconds(d.track.created_at)
-        self.tries[tid] = _Try(d, flight, row, created)
-        out = OutgoingText(tid, addresses.get(d.transport, ""), body, subject, priority)
-        self.workers[d.transport].put(Job(tid, out))
+        src: Text | Row | None = text if text is not None else row
+        assert src is not None
+        self.tries[src.id] = _Try(d, flight, row)
+        out = OutgoingText(
+            src.id, src.addresses.get(d.transport, ""), src.body, src.subject, src.priority
+        )
+        self.workers[d.transport].put(Job(src.id, out))
 
     def _maybe_finish(self, flight: _Flight) -> None:
         if flight.outstanding:
@@ -1275,4 +1251,4 @@ def _span(seconds: float) -> str:
     return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
 
 
-__all__ = ["STATS_NOW", "CooldownView", "Engine", "Reload", "read_boot_id"]
+__all__ = ["STATS_NOW", "CooldownView", "Engine", "Reload"]

@@ -369,20 +369,25 @@ class Outbox:
         self,
     ) -> tuple[dict[tuple[str, str], tuple[float, int]], dict[str, tuple[float, ...]]]:
         """The per-key throttle state: (rule, key) -> (last_sent, suppressed), and
-        recipient -> acceptance instants (elapsed axis)."""
+        recipient -> acceptance instants (elapsed axis). The engine reads cooldowns one key at
+        a time (``get_cooldown``); this reads them all, for inspection."""
         cooldowns = {
             (str(r), str(k)): (float(t), int(n))
             for r, k, t, n in self.db.execute(
                 "SELECT rule, key, last_sent, suppressed FROM cooldowns"
             )
         }
+        return cooldowns, self.load_recent()
+
+    def load_recent(self) -> dict[str, tuple[float, ...]]:
+        """Recipient -> the instants of its texts inside the rate window (elapsed axis)."""
         recent: dict[str, tuple[float, ...]] = {}
         for name, times in self.db.execute("SELECT recipient, times FROM recent"):
             try:
                 recent[str(name)] = tuple(float(x) for x in json.loads(str(times)))
             except (ValueError, TypeError):
                 continue
-        return cooldowns, recent
+        return recent
 
     def get_cooldown(self, rule: str, key: str) -> tuple[float, int] | None:
         r = self.db.execute(

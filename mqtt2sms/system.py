@@ -58,6 +58,15 @@ def tz_name(tz: dt.tzinfo) -> str:
     return dt.datetime.now(tz).strftime("%Z (UTC%z)")
 
 
+def read_boot_id() -> str:
+    """This boot's id: the monotonic clock is comparable only within one boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def outbox_path(config: cfg.Config) -> str:
     return os.path.join(config.state_dir, "outbox.sqlite3")
 

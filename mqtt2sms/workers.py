@@ -122,9 +122,6 @@ class Worker:
     def put(self, job: Job) -> None:
         self.jobs.put(job)
 
-    def pending(self) -> int:
-        return self.jobs.qsize()
-
     def recall(self) -> None:
         """Hand back the jobs not started yet, as not tried (the way out went down)."""
         self._drain()
@@ -193,9 +190,6 @@ class InlineWorker:
 
     def put(self, job: Job) -> None:
         self.done(run(self.name, self.transport, job, lambda: 0.0))
-
-    def pending(self) -> int:
-        return 0
 
     def recall(self) -> None:
         pass
