@@ -50,7 +50,7 @@ from mqtt2sms.config.sections import (
 )
 from mqtt2sms.errors import ConfigError
 from mqtt2sms.render import Templates
-from mqtt2sms.rules import filter_covers_base
+from mqtt2sms.rules import filter_covers, filter_covers_base
 
 
 def parse_config(
@@ -213,10 +213,10 @@ def _parse(
 
 def _wholly_under_base(filter: str, base_topic: str) -> bool:
     """Is every topic ``filter`` matches under ``<base>/`` (and neither notify nor ack)?"""
-    base = base_topic.split("/")
-    levels = filter.split("/")
-    if levels[: len(base)] != base or len(levels) <= len(base) or levels[len(base)] == "#":
-        return False  # not under it, the base itself, or `<base>/#` (which matches the base)
+    # `<base>/+/#` matches every topic below the base, not the base itself; `<base>/#` is not
+    # covered by it (it matches the base too)
+    if not filter_covers(f"{base_topic}/+/#", filter):
+        return False
     return filter not in (f"{base_topic}/notify", f"{base_topic}/ack")
 
 
