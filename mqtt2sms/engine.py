@@ -357,7 +357,7 @@ class Engine:
         if self.threaded and self.thread.is_alive():
             self.thread.join(max(0.5, deadline - self.mono()))
         if not self.threaded or not self.thread.is_alive():
-            self._drain_results()
+            self._take_results()
             self._save(force=True)
 
     def _main(self) -> None:
@@ -375,7 +375,7 @@ class Engine:
             raise
         finally:
             if self.stopping.is_set():
-                self._drain_results()
+                self._take_results()
                 self._save(force=True)
 
     def drain(self, rounds: int = 1000) -> None:
@@ -390,15 +390,6 @@ class Engine:
                 continue
             self.step(item)
 
-    def _drain_results(self) -> None:
-        self._take_results()
-        while True:
-            try:
-                item = self.inbox.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(item, Done):
-                self._guard(functools.partial(self._done, item))
 
     def step(self, item: object) -> None:
         """One turn of the loop: the workers' results, the item (if any), then what is due."""
@@ -407,8 +398,6 @@ class Engine:
         if isinstance(item, Message):
             if not self.stopping.is_set():
                 self._guard(lambda: self._handle(item), item)
-        elif isinstance(item, Done):
-            self._guard(lambda: self._done(item))
         elif item is STATS_NOW:
             self.publish_stats()
         elif isinstance(item, Reload):
