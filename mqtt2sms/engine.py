@@ -390,7 +390,6 @@ class Engine:
                 continue
             self.step(item)
 
-
     def step(self, item: object) -> None:
         """One turn of the loop: the workers' results, the item (if any), then what is due."""
         self._check_clock()
@@ -590,7 +589,9 @@ class Engine:
                 log.error("outbox: cannot record %d finished text(s): %s", len(done), exc)
         self._keep(flight.state)
         for i in flight.items.values():
-            if i.state == "queued" and i.event is not None:
+            # what was decided before any try: deferred (committed now), or failed with no
+            # way out; the outcomes of tries were published as they came back
+            if i.event is not None and i.state in ("queued", "failed", "expired"):
                 self.sink.emit(i.event)
         self.ack(flight.msg)
         msg = flight.msg

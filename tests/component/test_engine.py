@@ -542,3 +542,26 @@ def test_a_message_whose_handling_fails_is_retried_and_not_suppressed_by_its_own
     assert rig.events("suppressed") == []
     assert rig.acked == [1]
     rig.engine.stop(0)
+
+
+def test_a_text_with_no_configured_way_out_fails_visibly(rig: Rig) -> None:
+    rig.loaded = rig.load("defaults: {to: [alex], via: [twilio]}\n")
+    rig.engine.stop(0)
+    rig.engine = Engine(
+        rig.loaded.config,
+        rig.outbox,
+        {"smtp": rig.smtp},  # twilio is not built
+        lambda t, p, r: rig.published.append((t, p, r)),
+        lambda m: rig.acked.append(m.mid),
+        tz=UTC,
+        wall=rig.clock.wall,
+        mono=rig.clock.mono,
+        boot_id="boot-1",
+        threaded=False,
+    )
+    rig.engine.start()
+    rig.send("Leak")
+    (ev,) = rig.events("failed")
+    assert "transport twilio is not configured" in ev["error"]
+    assert rig.stats()["failed_today"] == 1
+    assert rig.acked == [1]
