@@ -688,7 +688,7 @@ class Engine:
         if a.state == "sent":
             extra = {"send_ms": done.send_ms, **a.extra}
             if a.extra.get("dry_run"):
-                via = done.via if done.via and done.via != name else "maildir"
+                via = "maildir"  # the dry run: written for a person to read, not sent
             if isinstance(done.result, delivery.Ok):
                 remote = done.result.remote_id
         if t.flight is not None:

@@ -47,7 +47,6 @@ class Done:
     transport: str
     result: delivery.Result | None  # None: not tried (the worker stopped first)
     send_ms: float = 0.0
-    via: str = ""  # the name the receipt gave (``maildir`` for the dry run)
     reports: tuple[DeliveryReport, ...] = ()
     received: tuple[ReceivedText, ...] = ()
     mark: str | None = None
@@ -62,8 +61,8 @@ def run(name: str, transport: Transport, job: Job, mono: Callable[[], float]) ->
     if job.kind == "send":
         assert job.text is not None
         started = mono()
-        result, via = attempt(transport, job.text)
-        return Done(job, name, result, round((mono() - started) * 1000, 1), via)
+        result = attempt(transport, job.text)
+        return Done(job, name, result, round((mono() - started) * 1000, 1))
     try:
         if job.kind == "reports" and isinstance(transport, Reporting):
             return Done(job, name, None, reports=tuple(transport.reports(job.ids)))
@@ -75,23 +74,20 @@ def run(name: str, transport: Transport, job: Job, mono: Callable[[], float]) ->
     return Done(job, name, None, error=f"{name} cannot {job.kind}")
 
 
-def attempt(transport: Transport, text: OutgoingText) -> tuple[delivery.Result, str]:
+def attempt(transport: Transport, text: OutgoingText) -> delivery.Result:
     """One ``send``, its outcome as the policy's ``Result``. Every exception ends here:
     a transport that raises something outside our tree is a temporary failure of the way
     out, never a lost text."""
     try:
         receipt = transport.send(text)
     except TemporaryDeliveryError as exc:
-        return delivery.Temporary(str(exc), exc.scope, exc.auth), transport.name
+        return delivery.Temporary(str(exc), exc.scope, exc.auth)
     except PermanentDeliveryError as exc:
-        return delivery.Permanent(str(exc)), transport.name
+        return delivery.Permanent(str(exc))
     except Exception as exc:  # a bug or an unmapped library error: keep the text
         log.exception("%s raised an unexpected error", transport.name)
-        return delivery.Temporary(f"unexpected error: {type(exc).__name__}: {exc}"), (
-            transport.name
-        )
-    dry = receipt.dry_run
-    return delivery.Ok(receipt.remote_id, dry_run=dry), receipt.transport or transport.name
+        return delivery.Temporary(f"unexpected error: {type(exc).__name__}: {exc}")
+    return delivery.Ok(receipt.remote_id, dry_run=receipt.dry_run)
 
 
 class Worker:
