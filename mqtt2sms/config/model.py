@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mqtt2sms import sms
+from mqtt2sms.transports import registry
 
 # The charsets sms.py formats. SPEC's default is `auto`; until sms.py knows it (another change),
 # the default stays gsm7 and `auto` is refused, so no text is ever formatted with a charset
@@ -204,7 +205,7 @@ class Loaded:
 
 # --------------------------------------------------------------------------- constants
 
-TRANSPORTS = ("smtp", "twilio", "modem", "android")
+TRANSPORTS = registry.NAMES  # the ways out SPEC names, in the order they are listed
 SECRET_KEYS = ("password", "auth_token", "pin")
 DEFAULT_ALERT_TOPIC = "home/alerts/sms"
 CONFIG_SEARCH = ("config.yaml", "/etc/mqtt2sms/config.yaml")

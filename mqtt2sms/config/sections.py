@@ -44,6 +44,7 @@ from mqtt2sms.config.reader import (
     _Section,
     did_you_mean,
 )
+from mqtt2sms.transports import registry
 
 
 def _protocol(p: _Parser, node: _Node, ypath: str) -> str | None:
@@ -316,8 +317,6 @@ def _shut_down_detail(carrier: carriers.Carrier) -> str:
 def _unreachable(contact: Contact, transport: str) -> str | None:
     """What ``contact`` lacks for ``transport``, or None (``transports.registry`` knows
     which kind of address each way out takes)."""
-    from mqtt2sms.transports import registry
-
     if registry.address_for(contact, transport):
         return None
     if registry.ADDRESS.get(transport) == "email":
@@ -572,7 +571,7 @@ def _check_reach(
 
 
 # Sections the parser accepts whose transports are not built yet.
-NOT_BUILT = ("twilio", "modem", "android")
+NOT_BUILT = tuple(n for n in registry.NAMES if n not in registry.BUILT)
 
 # Keys the parser accepts (they are in SPEC) that this version does not act on yet; each is
 # warned about, in the words of the NOT_BUILT warning, so nobody relies on it unknowingly.
