@@ -172,7 +172,7 @@ def _per(seconds: float) -> str:
 
 
 def _recipient_lines(config: cfg.Config, rule: cfg.Rule) -> list[str]:
-    from mqtt2sms.router import addresses
+    from mqtt2sms.transports.registry import addresses
 
     names = list(rule.options.to)
     if rule.escalate and rule.escalate in config.escalations:

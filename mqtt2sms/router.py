@@ -277,7 +277,7 @@ class _Builder:
         any_accepted = False
         for contact in contacts:
             via = cfg.contact_via(self.config, contact, o, rule.via_set)
-            reach = addresses(contact, via)
+            reach = registry.addresses(contact, via)
             if not reach:
                 self._event(
                     "rejected",
@@ -395,9 +395,3 @@ class _Builder:
                     error=f"unknown recipient {name[:40]!r} in payload 'to'",
                 )
         return names or None
-
-
-def addresses(contact: cfg.Contact, via: tuple[str, ...]) -> dict[str, str]:
-    """Transport name -> the contact's address for it (``transports.registry`` knows which
-    kind each way out takes). A transport it cannot be reached by is left out."""
-    return registry.addresses(contact, via)
