@@ -191,11 +191,12 @@ class Daemon:
                 log.critical("the engine stopped; exiting so that the service is restarted")
                 code = 1
                 break
-            if wd and self._healthy():
+            healthy = self._healthy()
+            if wd and healthy:
                 self.notifier.watchdog()
             # health.json: the watchdog's view, for `mqtt2sms health` (a container's check)
             e = self.engine
-            recorder.tick(e.alive(), monotonic() - e.stuck_for(), self._healthy(), self._online)
+            recorder.tick(e.alive(), monotonic() - e.stuck_for(), healthy, self._online)
             self._status()
         self.shutdown()
         return code
@@ -252,7 +253,8 @@ class Daemon:
         self.notifier.stopping()
         self.notifier.status("stopping")
         log.info("stopping")
-        # stop intake first: nothing new reaches the engine once the link is down
+        # intake is stopped already (with `_stop` set new messages stay unacknowledged with
+        # the broker); the engine finishes the sends in flight and acks them, then the link goes
         if self.engine is not None:
             self.engine.stop(STOP_GRACE)
         if self.link is not None:
