@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sqlite3
 import threading
 from collections.abc import Mapping
 from types import FrameType
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 from mqtt2sms import config as cfg
 from mqtt2sms import discovery, health, rules
 from mqtt2sms.engine import STATS_NOW, Engine
-from mqtt2sms.errors import ConfigError
+from mqtt2sms.errors import ConfigError, StorageError
 from mqtt2sms.model import Message
 from mqtt2sms.mqtt import MqttLink
 from mqtt2sms.notify import Notifier
@@ -155,7 +154,7 @@ class Daemon:
                 wall=utcnow,
                 mono=monotonic,
             )
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, StorageError) as exc:
             log.error("state_dir: cannot open the outbox %s: %s", outbox_path(c), exc)
             return 2
         self.engine.start()

@@ -33,7 +33,6 @@ import logging
 import os
 import queue
 import random
-import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -44,9 +43,10 @@ from typing import TypeVar
 from mqtt2sms import config as cfg
 from mqtt2sms import delivery, elapsed, throttle
 from mqtt2sms.delivery import Health, Track
+from mqtt2sms.errors import StorageError, TransitionError
 from mqtt2sms.events import EventSink, Stats
 from mqtt2sms.model import Event, Message, Text
-from mqtt2sms.outbox import Outbox, OutboxError, Row, ts
+from mqtt2sms.outbox import Outbox, Row, ts
 from mqtt2sms.render import Templates
 from mqtt2sms.router import Routed, route
 from mqtt2sms.system import read_boot_id, utcnow
@@ -571,7 +571,7 @@ class Engine:
         if commit:
             try:
                 self.outbox.enqueue(commit)
-            except (sqlite3.Error, OSError) as exc:
+            except StorageError as exc:
                 self._hold(flight, exc)
                 return
             self._due_changed = True
@@ -583,7 +583,7 @@ class Engine:
         if done:
             try:
                 self.outbox.record(done)
-            except (sqlite3.Error, OSError) as exc:
+            except StorageError as exc:
                 # they are sent (or finished): only the record that recognises a redelivery
                 # after a crash is missing
                 log.error("outbox: cannot record %d finished text(s): %s", len(done), exc)
@@ -643,9 +643,9 @@ class Engine:
         for upd in list(self.pending_updates):
             try:
                 self.outbox.update(upd[0], upd[1], **upd[2])
-            except OutboxError:
+            except TransitionError:
                 pass
-            except (sqlite3.Error, OSError):
+            except StorageError:
                 return
             self.pending_updates.remove(upd)
 
@@ -788,9 +788,9 @@ class Engine:
     def _update(self, text_id: str, state: str, fields: dict[str, object]) -> None:
         try:
             self.outbox.update(text_id, state, **fields)
-        except OutboxError as exc:  # `queue drop` ran while it was being sent
+        except TransitionError as exc:  # `queue drop` ran while it was being sent
             log.warning("text %s: %s (changed while it was being sent)", text_id, exc)
-        except (sqlite3.Error, OSError) as exc:
+        except StorageError as exc:
             log.error("outbox: cannot record text %s as %s: %s; will retry", text_id, state, exc)
             self.sink.set_error(f"outbox: {exc}")
             self.pending_updates.append((text_id, state, fields))
@@ -832,9 +832,9 @@ class Engine:
                 )
                 try:
                     self.outbox.update(row.id, "sending", **fields)
-                except OutboxError:
+                except TransitionError:
                     continue
-                except (sqlite3.Error, OSError) as exc:
+                except StorageError as exc:
                     self.sink.set_error(f"outbox: {exc}")
                     self._wake(e + 5.0)
                     return
@@ -1134,7 +1134,7 @@ class Engine:
         }
         try:
             self.outbox.save_throttle(cds, rec, kv)
-        except (sqlite3.Error, OSError) as exc:
+        except StorageError as exc:
             log.error("outbox: cannot save the throttle state and counters: %s", exc)
             self._saved_at = m  # try again in a second, not at once
             return
@@ -1151,7 +1151,7 @@ class Engine:
     def _try_db(self, fn: Callable[[], _T]) -> _T | None:
         try:
             return fn()
-        except (sqlite3.Error, OSError) as exc:
+        except StorageError as exc:
             log.error("outbox: %s", exc)
             self.sink.set_error(f"outbox: {exc}")
             return None

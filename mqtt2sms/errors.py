@@ -6,6 +6,11 @@
     ├── ConfigError                 a config that cannot be used; carries every problem found
     ├── TemplateError               a Jinja2 template or expression failed to compile or render
     ├── PayloadError                an MQTT payload we refuse (becomes a ``rejected`` event)
+    ├── StorageError                the outbox's SQLite file cannot be opened, read or written
+    │                                 (a full disk, an I/O error, a locked or corrupt file):
+    │                                 nothing is lost, the work waits in memory and is retried
+    ├── TransitionError             an outbox row cannot make that move (``queue drop`` took a
+    │                                 text while it was being sent; no such text)
     └── DeliveryError               a way out failed to take a text
         ├── TemporaryDeliveryError  try again later; ``scope`` says what backs off:
         │                             "transport": the way out itself is down (connection,
@@ -44,6 +49,16 @@ class TemplateError(Mqtt2SmsError):
 
 class PayloadError(Mqtt2SmsError):
     """A payload we refuse to act on."""
+
+
+class StorageError(Mqtt2SmsError):
+    """The outbox's file cannot be opened, read or written (``sqlite3`` and ``OSError``
+    errors, translated in ``outbox.py`` and nowhere else)."""
+
+
+class TransitionError(Mqtt2SmsError):
+    """An outbox row cannot make the move asked for (another process moved it first, or it
+    does not exist)."""
 
 
 class DeliveryError(Mqtt2SmsError):

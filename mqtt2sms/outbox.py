@@ -25,13 +25,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
+from mqtt2sms.errors import StorageError, TransitionError
 from mqtt2sms.model import Text
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"sending", "failed", "expired", "queued"}),
@@ -145,8 +151,7 @@ def _row(r: tuple[object, ...]) -> Row:
     return Row(*vals)  # type: ignore[arg-type]
 
 
-class OutboxError(Exception):
-    pass
+OutboxError = TransitionError  # the name the CLI and older tests use
 
 
 class Outbox:
@@ -252,7 +257,7 @@ class Outbox:
         self._insert(items, durable=False)
 
     def update(self, text_id: str, new_state: str, **fields: object) -> None:
-        """Move a row along the state table; raises OutboxError for a transition it forbids.
+        """Move a row along the state table; raises TransitionError for a transition it forbids.
 
         The check and the write are one transaction, so the daemon and a `queue` command
         cannot both move the same row."""
@@ -267,8 +272,8 @@ class Outbox:
                 return
             cur = db.execute("SELECT state FROM texts WHERE id = ?", (text_id,)).fetchone()
         if cur is None:
-            raise OutboxError(f"no text {text_id}")
-        raise OutboxError(f"text {text_id}: {cur[0]} -> {new_state} is not allowed")
+            raise TransitionError(f"no text {text_id}")
+        raise TransitionError(f"text {text_id}: {cur[0]} -> {new_state} is not allowed")
 
     def requeue_on_start(self, now: dt.datetime) -> int:
         """After a start or reload: rows left `sending` are queued again, and every text
@@ -295,7 +300,7 @@ class Outbox:
         """`queue retry ID`: an open text is tried now; a failed or expired one starts over."""
         row = self.get(text_id)
         if row is None:
-            raise OutboxError(f"no text {text_id}")
+            raise TransitionError(f"no text {text_id}")
         if row.state in OPEN_STATES:
             with self._tx():
                 self.db.execute(
@@ -303,7 +308,7 @@ class Outbox:
                 )
             return
         if row.state == "sent":
-            raise OutboxError(f"text {text_id} was sent already")
+            raise TransitionError(f"text {text_id} was sent already")
         self.update(
             text_id,
             "queued",
@@ -540,3 +545,22 @@ class Outbox:
                 "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
                 list(items.items()),
             )
+
+
+def _translating(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """The one boundary where SQLite's and the OS's errors become ``StorageError``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return fn(*args, **kwargs)
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(str(exc) or type(exc).__name__) from exc
+
+    return wrapper
+
+
+# every public method (and opening the file) raises StorageError, never a library error
+for _name, _member in list(vars(Outbox).items()):
+    if callable(_member) and (_name == "__init__" or not _name.startswith("_")):
+        setattr(Outbox, _name, _translating(_member))

@@ -11,7 +11,6 @@ import datetime as dt
 import itertools
 import json
 import logging
-import sqlite3
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import pytest
 from mqtt2sms import elapsed
 from mqtt2sms.config import Loaded, parse_config
 from mqtt2sms.engine import Engine
-from mqtt2sms.errors import PermanentDeliveryError, TemporaryDeliveryError
+from mqtt2sms.errors import PermanentDeliveryError, StorageError, TemporaryDeliveryError
 from mqtt2sms.model import Message
 from mqtt2sms.outbox import Outbox
 from mqtt2sms.transports.base import OutgoingText, Receipt, ReceivedText
@@ -66,7 +65,7 @@ class FullDisk(Outbox):
 
     def enqueue(self, items: Any) -> None:
         if self.full:
-            raise sqlite3.OperationalError("database or disk is full")
+            raise StorageError("database or disk is full")  # what the outbox raises
         super().enqueue(items)
 
 
