@@ -153,6 +153,7 @@ class Daemon:
                 tz=local_tz(self.env),
                 wall=utcnow,
                 mono=monotonic,
+                commit_first=c.mqtt.embedded,
             )
         except (OSError, StorageError) as exc:
             log.error("state_dir: cannot open the outbox %s: %s", outbox_path(c), exc)

@@ -26,6 +26,7 @@ real worker threads) with fake clocks.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import functools
 import json
@@ -35,7 +36,6 @@ import queue
 import random
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -50,6 +50,7 @@ from mqtt2sms.outbox import Outbox, Row, ts
 from mqtt2sms.render import Templates
 from mqtt2sms.router import Routed, route
 from mqtt2sms.system import read_boot_id, utcnow
+from mqtt2sms.transports import registry
 from mqtt2sms.transports.base import OutgoingText, ReceivedText, Receiving, Reporting, Transport
 from mqtt2sms.workers import Done, InlineWorker, Job, Worker
 
@@ -63,14 +64,22 @@ SAVE_EVERY = 1.0  # seconds between saves of the throttle state and counters, at
 CLOCK_EVERY = 30.0  # seconds between saves of the elapsed clock, at least
 STATS_EVERY = 60.0  # seconds between stats messages, at least
 PRUNE_EVERY = 3600.0
+STORAGE_LOG_EVERY = 60.0  # seconds between log lines for the same storage error, at least
 HELD_RETRY_MAX = 30.0  # seconds: the longest wait between tries to commit a held message
-SEEN = 2000  # message ids remembered for recognising a redelivery
 
 
 @dataclass(frozen=True)
 class Reload:
     loaded: cfg.Loaded
     applied: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class Session:
+    """The broker accepted our connection; ``present``: it kept our session (else packet
+    ids start again, and no message of the old session can be redelivered)."""
+
+    present: bool
 
 
 _WAKE = object()
@@ -86,6 +95,7 @@ class _Item:
     fields: dict[str, object] = field(default_factory=dict)
     state: str = "new"  # new | sending | queued (to commit) | sent | failed | expired
     event: Event | None = None  # published once the item is committed (a deferred event)
+    recorded: bool = False  # written as history already
 
 
 @dataclass
@@ -128,6 +138,7 @@ class Engine:
         idle_close: float = 15.0,
         new_id: Callable[[], str] | None = None,
         poll_every: float = 15.0,
+        commit_first: bool = False,
     ) -> None:
         self.config = config
         self.outbox = outbox
@@ -150,17 +161,25 @@ class Engine:
         m, w = mono(), ts(wall())
         e = elapsed.resume(elapsed.Saved.from_json(outbox.get_kv("clock")), m, w, self.boot)
         self.axis = elapsed.Axis(e, m)
-        self._offset: float | None = None
+        self._offset: float | None = w - m  # a step from now on is noticed
         self._clock_saved = -1e18
+        # seconds the wall clock has stepped forward while we ran (a Pi whose NTP catches up
+        # after a power cut): cooldowns and rate windows count them, ages and expiry do not
+        self.ahead = _float(outbox.get_kv("ahead"))
         self.sink = EventSink(
             publish, config.mqtt.base_topic, tz, Stats.from_json(outbox.get_kv("stats"))
         )
         self._load_throttle()
+        # a run, or a broker session within one, is an epoch: a redelivered message is
+        # looked for among the texts written since its broker session began
         self.epoch = int(outbox.get_kv("epoch") or "0") + 1
+        self.session_epoch = int(outbox.get_kv("session_epoch") or "0")
         outbox.set_kv({"epoch": str(self.epoch)})
-        self.seen: OrderedDict[int, str] = OrderedDict()
-        for mid, digest in reversed(outbox.digests(self.epoch - 3).items()):
-            self.seen[mid] = digest
+        self.flights: dict[tuple[int, str], _Flight] = {}  # (mid, digest) -> not acked yet
+        # topic -> digests of the last retained and the last live message acted on
+        self.topics = outbox.load_topics()
+        self._dirty_topics: set[str] = set()
+        self.commit_first = commit_first
 
         self.transports: dict[str, Transport] = dict(transports)
         self.health: dict[str, Health] = {n: delivery.HEALTHY for n in self.transports}
@@ -169,6 +188,7 @@ class Engine:
         self.held: list[_Flight] = []  # messages the outbox refused to take
         self.retry_messages: list[tuple[float, int, Message]] = []
         self.pending_updates: list[tuple[str, str, dict[str, object]]] = []
+        self._storage_logged: tuple[str, float] = ("", -1e18)
         self.queued = 0
         self._due_changed = True
         self._wake_at: float | None = None  # elapsed: when a waiting row may go
@@ -189,6 +209,11 @@ class Engine:
     def _now(self) -> dt.datetime:
         return elapsed.instant(self.now_e())
 
+    def _throttle_now(self) -> dt.datetime:
+        """Where cooldowns and rate windows are measured: the elapsed axis plus every
+        forward step of the wall clock, so a step may shorten a window, never lengthen it."""
+        return elapsed.instant(self.now_e() + self.ahead)
+
     def _wall_of(self, t: dt.datetime) -> dt.datetime:
         return elapsed.to_wall(t, self._now(), self.wall())
 
@@ -198,12 +223,25 @@ class Engine:
         if jump is None:
             return
         log.warning(
-            "the wall clock stepped %s by %s; ages, cooldowns and backoffs follow elapsed time",
+            "the wall clock stepped %s by %s; ages and backoffs follow elapsed time%s",
             "forward" if jump > 0 else "back",
             _span(abs(jump)),
+            ", cooldowns and rate windows count the step" if jump > 0 else "",
         )
-        self._try_db(lambda: self.outbox.reschedule_held(self.now_e(), w, None))
+        if jump > 0:
+            self.ahead += jump
+            self._dirty = True
+        self._reschedule_quiet()
         self._due_changed = True
+
+    def _reschedule_quiet(self) -> None:
+        """Texts held by quiet hours wait for the end of the window the local time is in
+        now, or go now when it is in none (a clock stepped back does not hold them longer)."""
+        now_w = self.wall()
+        q = self.config.limits.quiet_hours
+        end = throttle.quiet_window_end(q, now_w, self.tz) if q else None
+        until = ts(end) if end else ts(now_w)
+        self._try_db(lambda: self.outbox.reschedule_held(self.now_e(), ts(now_w), until))
 
     # -- the throttle's live state ---------------------------------------------------------
 
@@ -289,7 +327,7 @@ class Engine:
     def start(self) -> None:
         e = self._now()
         n = self._try_db(lambda: self.outbox.requeue_on_start(e)) or 0
-        self._try_db(lambda: self.outbox.reschedule_held(self.now_e(), ts(self.wall()), None))
+        self._reschedule_quiet()
         if n:
             log.info("%d queued text(s) will be tried now", n)
         self._start_workers()
@@ -399,6 +437,8 @@ class Engine:
                 self._guard(lambda: self._handle(item), item)
         elif item is STATS_NOW:
             self.publish_stats()
+        elif isinstance(item, Session):
+            self._session(item.present)
         elif isinstance(item, Reload):
             try:
                 self._guard(lambda: self._apply_reload(item.loaded))
@@ -434,13 +474,35 @@ class Engine:
 
     # -- one message -----------------------------------------------------------------------
 
-    def _handle(self, msg: Message) -> None:
-        if msg.dup and msg.qos > 0 and self.seen.get(msg.mid) == msg.digest:
-            log.info(
-                "redelivery of message %d on %s already handled; acknowledged", msg.mid, msg.topic
+    def _session(self, present: bool) -> None:
+        if present:
+            return
+        # a new session: packet ids start again at 1, so what was written under the old
+        # ones can never be taken for a redelivery
+        self.epoch += 1
+        self.session_epoch = self.epoch
+        self._try_db(
+            lambda: self.outbox.set_kv(
+                {"epoch": str(self.epoch), "session_epoch": str(self.session_epoch)}
             )
+        )
+
+    def _handle(self, msg: Message) -> None:
+        if msg.qos > 0 and (msg.mid, msg.digest) in self.flights:
+            # the broker sent it again (a reconnect) while its texts are still out: the
+            # flight acknowledges it when they end
+            log.info("redelivery of message %d on %s: still being sent", msg.mid, msg.topic)
+            return
+        if msg.retained and msg.digest in self.topics.get(msg.topic, (None, None)):
+            log.info("retained message on %s acted on before; acknowledged", msg.topic)
             self.ack(msg)
             return
+        done: list[tuple[str, str]] = []
+        if msg.dup and msg.qos > 0:
+            done = (
+                self._try_db(lambda: self.outbox.handled(msg.mid, msg.digest, self.session_epoch))
+                or []
+            )
         now_w = self.wall()
         e = self.now_e()
         alert_id = self.new_id()
@@ -452,19 +514,60 @@ class Engine:
             now_w,
             self.tz,
             alert_id,
-            elapsed=elapsed.instant(e),
+            elapsed=self._throttle_now(),
         )
+        if done:
+            routed = _without(routed, done)
+            if not routed.texts:
+                log.info(
+                    "redelivery of message %d on %s already handled; acknowledged",
+                    msg.mid,
+                    msg.topic,
+                )
+                self.ack(msg)
+                return
+            log.info(
+                "redelivery of message %d on %s: %d text(s) of it were sent or queued before,"
+                " the others go now",
+                msg.mid,
+                msg.topic,
+                len(done),
+            )
         for problem in routed.problems:
             log.warning("%s", problem)
         for ev in routed.events:
             if ev.state != "deferred":
                 self.sink.emit(ev)
         undo = self._take(routed.state)
+        undo_topic = self._note_topic(msg)
         try:
             self._start_flight(msg, routed, e, now_w)
         except Exception:
             undo()  # nothing of it was handed to a way out: its retry starts from scratch
+            undo_topic()
+            self.flights.pop((msg.mid, msg.digest), None)
             raise
+
+    def _note_topic(self, msg: Message) -> Callable[[], None]:
+        """Remember the message's digest for its topic (a retained copy of it is not acted
+        on again); an empty payload clears a retained message, and our memory of it."""
+        old = self.topics.get(msg.topic)
+        if not msg.payload.strip():
+            if old is not None:
+                del self.topics[msg.topic]
+        elif msg.retained:
+            self.topics[msg.topic] = (msg.digest, old[1] if old else None)
+        else:
+            self.topics[msg.topic] = (old[0] if old else None, msg.digest)
+        self._dirty_topics.add(msg.topic)
+
+        def undo() -> None:
+            if old is None:
+                self.topics.pop(msg.topic, None)
+            else:
+                self.topics[msg.topic] = old
+
+        return undo
 
     def _start_flight(self, msg: Message, routed: Routed, e: float, now_w: dt.datetime) -> None:
         deferred = {ev.id: ev for ev in routed.events if ev.state == "deferred"}
@@ -475,6 +578,8 @@ class Engine:
             "arrival": e,
         }
         flight = _Flight(msg, tag, {}, routed.state)
+        if msg.qos > 0:
+            self.flights[(msg.mid, msg.digest)] = flight
         created = elapsed.instant(e)
         for text in routed.texts:
             on_axis = replace(text, created_at=created, not_before=None)
@@ -489,6 +594,12 @@ class Engine:
                     "next_at": e + hold - ts(now_w),
                 }
                 item.event = deferred.get(text.id)
+                continue
+            if self.commit_first:
+                # the embedded broker keeps nothing: a kill mid-send would lose an alert the
+                # publisher was told was taken, so it is committed first and sent from there
+                item.state = "queued"
+                item.fields = self._queued_fields(item.track, "new", e)
                 continue
             self._dispatch_new(flight, item)
         self._maybe_finish(flight)
@@ -550,10 +661,24 @@ class Engine:
         src: Text | Row | None = text if text is not None else row
         assert src is not None
         self.tries[src.id] = _Try(d, flight, row)
-        out = OutgoingText(
-            src.id, src.addresses.get(d.transport, ""), src.body, src.subject, src.priority
-        )
+        address, why = self._address(src.recipient, d.transport)
+        if address is None:
+            # no try: the contact was removed, or has no address for this way out any more
+            self._result(Done(Job(src.id), d.transport, delivery.Permanent(why)))
+            return
+        out = OutgoingText(src.id, address, src.body, src.subject, src.priority)
         self.workers[d.transport].put(Job(src.id, out))
+
+    def _address(self, recipient: str, transport: str) -> tuple[str | None, str]:
+        """Where a text goes is asked of the config in force when it leaves, so a reload
+        that changes a number or removes a contact changes where waiting texts go."""
+        contact = self.config.contacts.get(recipient)
+        if contact is None:
+            return None, f"contact {recipient} is no longer in the config"
+        address = registry.address_for(contact, transport)
+        if address is None:
+            return None, f"contact {recipient} has no address for {transport} any more"
+        return address, ""
 
     def _maybe_finish(self, flight: _Flight) -> None:
         if flight.outstanding:
@@ -566,7 +691,7 @@ class Engine:
         done = [
             (i.text, {**flight.tag, **i.fields, "state": i.state})
             for i in flight.items.values()
-            if i.state in ("sent", "failed", "expired")
+            if i.state in ("sent", "failed", "expired") and not i.recorded
         ]
         if commit:
             try:
@@ -595,11 +720,8 @@ class Engine:
                 self.sink.emit(i.event)
         self.ack(flight.msg)
         msg = flight.msg
-        if msg.qos > 0:
-            self.seen[msg.mid] = msg.digest
-            self.seen.move_to_end(msg.mid)
-            while len(self.seen) > SEEN:
-                self.seen.popitem(last=False)
+        if self.flights.get((msg.mid, msg.digest)) is flight:
+            del self.flights[(msg.mid, msg.digest)]
         if commit:
             self._refresh()
 
@@ -648,6 +770,9 @@ class Engine:
             except StorageError:
                 return
             self.pending_updates.remove(upd)
+            if not self.pending_updates:
+                self.sink.clear_error("outbox:")
+                self._due_changed = True
 
     # -- results ---------------------------------------------------------------------------
 
@@ -749,8 +874,20 @@ class Engine:
             ev = self._event(
                 item.text, a.state, a.track, error=a.error, via=via, extra=extra, latency=True
             )
+            if flight.outstanding or any(i.state == "queued" for i in flight.items.values()):
+                # written now, not when the message ends: a kill before then must find it
+                # sent, or its redelivery would send it again
+                self._record(flight, item)
             self.sink.emit(ev)
         self._maybe_finish(flight)
+
+    def _record(self, flight: _Flight, item: _Item) -> None:
+        try:
+            self.outbox.record([(item.text, {**flight.tag, **item.fields, "state": item.state})])
+        except StorageError as exc:
+            self._storage_error(f"cannot record text {item.text.id}", exc)
+            return
+        item.recorded = True
 
     def _done_row(
         self, row: Row, a: delivery.After, via: str, extra: dict[str, object], remote: str | None
@@ -786,14 +923,26 @@ class Engine:
         self._due_changed = True
 
     def _update(self, text_id: str, state: str, fields: dict[str, object]) -> None:
+        if any(u[0] == text_id for u in self.pending_updates):
+            self.pending_updates.append((text_id, state, fields))  # after the ones before it
+            return
         try:
             self.outbox.update(text_id, state, **fields)
         except TransitionError as exc:  # `queue drop` ran while it was being sent
             log.warning("text %s: %s (changed while it was being sent)", text_id, exc)
         except StorageError as exc:
-            log.error("outbox: cannot record text %s as %s: %s; will retry", text_id, state, exc)
-            self.sink.set_error(f"outbox: {exc}")
+            self._storage_error(f"cannot record text {text_id} as {state}; will retry", exc)
             self.pending_updates.append((text_id, state, fields))
+
+    def _storage_error(self, what: str, exc: StorageError) -> None:
+        """Report a storage error: always in stats and STATUS, in the log when it is new or
+        once every STORAGE_LOG_EVERY seconds (a full disk must not fill the journal too)."""
+        message = f"outbox: {exc}"
+        self.sink.set_error(message)
+        m = self.mono()
+        if message != self._storage_logged[0] or m - self._storage_logged[1] >= STORAGE_LOG_EVERY:
+            self._storage_logged = (message, m)
+            log.error("outbox: %s: %s", what, exc)
 
     # -- queued texts ----------------------------------------------------------------------
 
@@ -813,8 +962,9 @@ class Engine:
                 err = delivery.expiry_error(tr, self._options(row.rule))
                 self.sink.emit(self._row_event(row, "expired", tr, err))
         rows = self._try_db(lambda: self.outbox.due(now, 500)) or []
+        waiting = {u[0] for u in self.pending_updates}  # its last word is not on disk yet
         for row in rows:
-            if row.id in self.tries:
+            if row.id in self.tries or row.id in waiting:
                 continue
             tr = self._track(row)
             fields: dict[str, object] = {}
@@ -835,9 +985,10 @@ class Engine:
                 except TransitionError:
                     continue
                 except StorageError as exc:
-                    self.sink.set_error(f"outbox: {exc}")
-                    self._wake(e + 5.0)
-                    return
+                    # the disk is full: it leaves all the same (a kill before the disk takes
+                    # the marks can repeat it once); its marks are written when there is room
+                    self._storage_error(f"cannot mark text {row.id} as being sent", exc)
+                    self.pending_updates.append((row.id, "sending", fields))
                 self._give(
                     d, None, replace(row, created_at=elapsed.seconds(d.track.created_at)), None
                 )
@@ -1078,6 +1229,7 @@ class Engine:
 
     def _prune(self) -> None:
         now = self._now()
+        t_now = self._throttle_now()
         keep = self.config.limits.keep
         pruned = self._try_db(lambda: self.outbox.prune(now - dt.timedelta(seconds=keep))) or 0
         if pruned:
@@ -1085,11 +1237,11 @@ class Engine:
         rules = self.config.rules
         horizon = max([86400.0, *(r.options.cooldown for r in rules)])
         rate = self.config.limits.per_recipient
-        before = elapsed.seconds(now) - horizon
+        before = elapsed.seconds(t_now) - horizon
         self._try_db(lambda: self.outbox.prune_cooldowns([r.name for r in rules], before))
         st = throttle.prune(
             throttle.ThrottleState(recent=self.recent),
-            now,
+            t_now,
             None,
             rate.per if rate else None,
         )
@@ -1106,7 +1258,7 @@ class Engine:
         """Save what changed of the throttle state, the counters and the elapsed clock: at
         most once a second, and the clock at least every CLOCK_EVERY seconds."""
         m = self.mono()
-        dirty = self._dirty or self.sink.dirty
+        dirty = self._dirty or self.sink.dirty or bool(self._dirty_topics)
         if (
             not force
             and (m - self._saved_at < SAVE_EVERY or not dirty)
@@ -1131,13 +1283,22 @@ class Engine:
             "day": json.dumps(
                 {"day": self.day.isoformat() if self.day else None, "count": self.day_count}
             ),
+            "ahead": repr(self.ahead),
         }
         try:
             self.outbox.save_throttle(cds, rec, kv)
         except StorageError as exc:
-            log.error("outbox: cannot save the throttle state and counters: %s", exc)
+            self._storage_error("cannot save the throttle state and counters", exc)
             self._saved_at = m  # try again in a second, not at once
             return
+        if self._dirty_topics:
+            topics = {t: self.topics.get(t) for t in self._dirty_topics}
+            try:
+                self.outbox.save_topics(topics)
+            except StorageError as exc:
+                self._storage_error("cannot save the topics' last messages", exc)
+            else:
+                self._dirty_topics.clear()
         self._dirty_cd.clear()
         self._dirty_recent.clear()
         for k, v in written.items():
@@ -1152,15 +1313,12 @@ class Engine:
         try:
             return fn()
         except StorageError as exc:
-            log.error("outbox: %s", exc)
-            self.sink.set_error(f"outbox: {exc}")
+            self._storage_error("cannot read or write", exc)
             return None
 
     # -- reload ----------------------------------------------------------------------------
 
     def _apply_reload(self, loaded: cfg.Loaded) -> None:
-        from mqtt2sms.transports import registry
-
         old = self.config
         new = loaded.config
         self.config = new
@@ -1174,12 +1332,9 @@ class Engine:
             self._start_workers()
         self.health = {n: delivery.HEALTHY for n in self.transports}
         if old.limits.quiet_hours != new.limits.quiet_hours:
-            now_w = self.wall()
-            q = new.limits.quiet_hours
-            end = throttle.quiet_window_end(q, now_w, self.tz) if q else None
-            until = ts(end) if end else ts(now_w)
-            self._try_db(lambda: self.outbox.reschedule_held(self.now_e(), ts(now_w), until))
-        n = self._try_db(lambda: self.outbox.requeue_on_start(self._now())) or 0
+            self._reschedule_quiet()
+        # rows being sent right now stay `sending`: their result is on its way
+        n = self._try_db(lambda: self.outbox.requeue_on_start(self._now(), sending=False)) or 0
         self._prune()
         self._due_changed = True
         self._refresh()
@@ -1228,6 +1383,28 @@ class CooldownView(Mapping[tuple[str, str], throttle.CooldownEntry]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+def _without(routed: Routed, done: list[tuple[str, str]]) -> Routed:
+    """The routing of a redelivered message less the texts written for it before: the first
+    texts of each (rule, recipient), in order (a split text's parts leave in order)."""
+    left = collections.Counter(done)
+    texts = []
+    for t in routed.texts:
+        if left[(t.rule, t.recipient)] > 0:
+            left[(t.rule, t.recipient)] -= 1
+        else:
+            texts.append(t)
+    ids = {t.id for t in texts}
+    events = tuple(ev for ev in routed.events if ev.state != "deferred" or ev.id in ids)
+    return replace(routed, texts=tuple(texts), events=events)
+
+
+def _float(text: str | None) -> float:
+    try:
+        return max(0.0, float(text or 0.0))
+    except ValueError:
+        return 0.0
 
 
 def _opt_s(t: dt.datetime | None) -> float | None:

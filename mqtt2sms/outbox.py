@@ -94,6 +94,11 @@ CREATE TABLE IF NOT EXISTS cooldowns (
     PRIMARY KEY (rule, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS recent (recipient TEXT PRIMARY KEY, times TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS topics (
+    topic TEXT PRIMARY KEY,
+    retained TEXT,
+    live TEXT
+) WITHOUT ROWID;
 """
 
 # Columns added after the first release: (name, declaration), added to an older file at open.
@@ -275,14 +280,15 @@ class Outbox:
             raise TransitionError(f"no text {text_id}")
         raise TransitionError(f"text {text_id}: {cur[0]} -> {new_state} is not allowed")
 
-    def requeue_on_start(self, now: dt.datetime) -> int:
-        """After a start or reload: rows left `sending` are queued again, and every text
-        waiting on a retry backoff is tried at once (quiet-hours deferrals keep their time)."""
+    def requeue_on_start(self, now: dt.datetime, sending: bool = True) -> int:
+        """After a start (``sending``: rows a crash left `sending` are queued again) or a
+        reload (not ``sending``: those rows are being sent right now): every text waiting on
+        a retry backoff is tried at once (quiet-hours deferrals keep their time)."""
         with self._tx():
             c = self.db.execute(
-                "UPDATE texts SET state = 'queued', next_at = ? WHERE state = 'sending'"
+                "UPDATE texts SET state = 'queued', next_at = ? WHERE (? AND state = 'sending')"
                 " OR (state = 'queued' AND reason IN ('retry', 'transport') AND next_at > ?)",
-                (ts(now), ts(now)),
+                (ts(now), int(sending), ts(now)),
             )
         return c.rowcount
 
@@ -518,6 +524,49 @@ class Outbox:
             "SELECT count(*) FROM texts WHERE state IN ('queued', 'sending')"
         ).fetchone()
         return int(r[0])
+
+    def handled(self, mid: int, digest: str, since_epoch: int) -> list[tuple[str, str]]:
+        """(rule, recipient) of each text already written for the message with packet id
+        ``mid`` and ``digest``, when the newest message written with that id since run
+        ``since_epoch`` (the start of the broker session) is that one; else nothing.
+
+        A redelivered message is the newest use of its packet id (the broker reuses an id
+        only once the message is acknowledged), so older messages that had the same id and
+        payload are never taken for it."""
+        r = self.db.execute(
+            "SELECT alert_id, digest FROM texts WHERE mid = ? AND epoch >= ?"
+            " ORDER BY seq DESC LIMIT 1",
+            (mid, since_epoch),
+        ).fetchone()
+        if r is None or str(r[1]) != digest:
+            return []
+        return [
+            (str(rule), str(rcpt))
+            for rule, rcpt in self.db.execute(
+                "SELECT rule, recipient FROM texts WHERE alert_id = ? AND mid = ? ORDER BY seq",
+                (r[0], mid),
+            )
+        ]
+
+    def load_topics(self) -> dict[str, tuple[str | None, str | None]]:
+        """Topic -> (digest of the last retained message acted on, of the last live one)."""
+        return {
+            str(t): (None if r is None else str(r), None if v is None else str(v))
+            for t, r, v in self.db.execute("SELECT topic, retained, live FROM topics")
+        }
+
+    def save_topics(self, changes: Mapping[str, tuple[str | None, str | None] | None]) -> None:
+        """Write the topics' digests that changed (None deletes), without an fsync."""
+        with self._tx(durable=False) as db:
+            db.executemany(
+                "DELETE FROM topics WHERE topic = ?", [(t,) for t, v in changes.items() if not v]
+            )
+            db.executemany(
+                "INSERT INTO topics (topic, retained, live) VALUES (?, ?, ?)"
+                " ON CONFLICT(topic) DO UPDATE SET retained = excluded.retained,"
+                " live = excluded.live",
+                [(t, v[0], v[1]) for t, v in changes.items() if v],
+            )
 
     def digests(self, since_epoch: int, limit: int = 2000) -> dict[int, str]:
         """(mid -> digest) of the messages handled since run ``since_epoch``, newest first:
