@@ -495,6 +495,7 @@ class Engine:
             return
         if msg.retained and msg.digest in self.topics.get(msg.topic, (None, None)):
             log.info("retained message on %s acted on before; acknowledged", msg.topic)
+            self._note_topic(msg)  # it is what the broker keeps now
             self.ack(msg)
             return
         done: list[tuple[str, str]] = []
