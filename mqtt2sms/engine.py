@@ -42,6 +42,7 @@ from typing import TypeVar
 
 from mqtt2sms import config as cfg
 from mqtt2sms import delivery, elapsed, throttle
+from mqtt2sms.clock import Clock, span
 from mqtt2sms.delivery import Health, Track
 from mqtt2sms.errors import StorageError, TransitionError
 from mqtt2sms.events import EventSink, Stats
@@ -158,14 +159,8 @@ class Engine:
         self.stopping = threading.Event()
         self.heartbeat = mono()
 
-        m, w = mono(), ts(wall())
-        e = elapsed.resume(elapsed.Saved.from_json(outbox.get_kv("clock")), m, w, self.boot)
-        self.axis = elapsed.Axis(e, m)
-        self._offset: float | None = w - m  # a step from now on is noticed
+        self.clock = Clock(wall, mono, self.boot, outbox.get_kv("clock"), outbox.get_kv("ahead"))
         self._clock_saved = -1e18
-        # seconds the wall clock has stepped forward while we ran (a Pi whose NTP catches up
-        # after a power cut): cooldowns and rate windows count them, ages and expiry do not
-        self.ahead = _float(outbox.get_kv("ahead"))
         self.sink = EventSink(
             publish, config.mqtt.base_topic, tz, Stats.from_json(outbox.get_kv("stats"))
         )
@@ -204,33 +199,22 @@ class Engine:
     # -- clocks ----------------------------------------------------------------------------
 
     def now_e(self) -> float:
-        return self.axis.at(self.mono())
+        return self.clock.now_e()
 
     def _now(self) -> dt.datetime:
-        return elapsed.instant(self.now_e())
-
-    def _throttle_now(self) -> dt.datetime:
-        """Where cooldowns and rate windows are measured: the elapsed axis plus every
-        forward step of the wall clock, so a step may shorten a window, never lengthen it."""
-        return elapsed.instant(self.now_e() + self.ahead)
-
-    def _wall_of(self, t: dt.datetime) -> dt.datetime:
-        return elapsed.to_wall(t, self._now(), self.wall())
+        return self.clock.now()
 
     def _check_clock(self) -> None:
-        m, w = self.mono(), ts(self.wall())
-        self._offset, jump = elapsed.step(self._offset, m, w)
+        jump = self.clock.check()
         if jump is None:
             return
         log.warning(
             "the wall clock stepped %s by %s; ages and backoffs follow elapsed time%s",
             "forward" if jump > 0 else "back",
-            _span(abs(jump)),
+            span(abs(jump)),
             ", cooldowns and rate windows count the step" if jump > 0 else "",
         )
-        if jump > 0:
-            self.ahead += jump
-            self._dirty = True
+        self._dirty = True
         self._reschedule_quiet()
         self._due_changed = True
 
@@ -515,7 +499,7 @@ class Engine:
             now_w,
             self.tz,
             alert_id,
-            elapsed=self._throttle_now(),
+            elapsed=self.clock.throttle_now(),
         )
         if done:
             routed = _without(routed, done)
@@ -644,7 +628,7 @@ class Engine:
             "deferred",
             item.track,
             error=item.track.last_error,
-            extra={"next_try": self._wall_of(until).isoformat(timespec="seconds")},
+            extra={"next_try": self.clock.wall_of(until).isoformat(timespec="seconds")},
         )
 
     def _may_send(self, transport: str) -> bool:
@@ -830,7 +814,7 @@ class Engine:
                 "%s is failing (%s); next try at %s",
                 name,
                 after.last_error,
-                self._wall_of(after.down_until).astimezone(self.tz).strftime("%H:%M:%S"),
+                self.clock.wall_of(after.down_until).astimezone(self.tz).strftime("%H:%M:%S"),
             )
             self.sink.set_error(f"{name}: {after.last_error}")
             self._due_changed = True
@@ -863,7 +847,11 @@ class Engine:
                 item.state = "queued"
                 nxt = self._next_at(a)
                 item.fields = self._queued_fields(a.track, a.reason, nxt)
-                nt = self._wall_of(a.next_try).isoformat(timespec="seconds") if a.next_try else None
+                nt = (
+                    self.clock.wall_of(a.next_try).isoformat(timespec="seconds")
+                    if a.next_try
+                    else None
+                )
                 item.event = self._event(
                     item.text, "deferred", a.track, error=a.error, extra={"next_try": nt}
                 )
@@ -898,7 +886,11 @@ class Engine:
             fields = self._queued_fields(a.track, a.reason, self._next_at(a))
             self._update(row.id, "queued", fields)
             if a.event == "deferred":
-                nt = self._wall_of(a.next_try).isoformat(timespec="seconds") if a.next_try else None
+                nt = (
+                    self.clock.wall_of(a.next_try).isoformat(timespec="seconds")
+                    if a.next_try
+                    else None
+                )
                 self.sink.emit(
                     self._row_event(row, "deferred", a.track, a.error, extra={"next_try": nt})
                 )
@@ -1230,7 +1222,7 @@ class Engine:
 
     def _prune(self) -> None:
         now = self._now()
-        t_now = self._throttle_now()
+        t_now = self.clock.throttle_now()
         keep = self.config.limits.keep
         pruned = self._try_db(lambda: self.outbox.prune(now - dt.timedelta(seconds=keep))) or 0
         if pruned:
@@ -1279,12 +1271,11 @@ class Engine:
             for r in self._dirty_recent
         }
         kv = {
-            "clock": self.axis.saved(m, ts(self.wall()), self.boot).to_json(),
+            **self.clock.saved(),
             "stats": self.sink.stats.to_json(),
             "day": json.dumps(
                 {"day": self.day.isoformat() if self.day else None, "count": self.day_count}
             ),
-            "ahead": repr(self.ahead),
         }
         try:
             self.outbox.save_throttle(cds, rec, kv)
@@ -1401,22 +1392,8 @@ def _without(routed: Routed, done: list[tuple[str, str]]) -> Routed:
     return replace(routed, texts=tuple(texts), events=events)
 
 
-def _float(text: str | None) -> float:
-    try:
-        return max(0.0, float(text or 0.0))
-    except ValueError:
-        return 0.0
-
-
 def _opt_s(t: dt.datetime | None) -> float | None:
     return None if t is None else elapsed.seconds(t)
-
-
-def _span(seconds: float) -> str:
-    d, rest = divmod(int(seconds), 86400)
-    h, rest = divmod(rest, 3600)
-    m, s = divmod(rest, 60)
-    return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
 
 
 __all__ = ["STATS_NOW", "CooldownView", "Engine", "Reload"]
