@@ -29,14 +29,13 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import functools
-import json
 import logging
 import os
 import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -51,6 +50,7 @@ from mqtt2sms.outbox import Outbox, Row, ts
 from mqtt2sms.render import Templates
 from mqtt2sms.router import Routed, route
 from mqtt2sms.system import read_boot_id, utcnow
+from mqtt2sms.throttle_store import LiveThrottle
 from mqtt2sms.transports import registry
 from mqtt2sms.transports.base import OutgoingText, ReceivedText, Receiving, Reporting, Transport
 from mqtt2sms.workers import Done, InlineWorker, Job, Worker
@@ -164,7 +164,7 @@ class Engine:
         self.sink = EventSink(
             publish, config.mqtt.base_topic, tz, Stats.from_json(outbox.get_kv("stats"))
         )
-        self._load_throttle()
+        self.throttle = LiveThrottle(outbox, self.clock.now_e(), wall())
         # a run, or a broker session within one, is an epoch: a redelivered message is
         # looked for among the texts written since its broker session began
         self.epoch = int(outbox.get_kv("epoch") or "0") + 1
@@ -214,7 +214,7 @@ class Engine:
             span(abs(jump)),
             ", cooldowns and rate windows count the step" if jump > 0 else "",
         )
-        self._dirty = True
+        self.throttle.dirty = True  # the clock moved: save it
         self._reschedule_quiet()
         self._due_changed = True
 
@@ -228,83 +228,6 @@ class Engine:
         self._try_db(lambda: self.outbox.reschedule_held(self.now_e(), ts(now_w), until))
 
     # -- the throttle's live state ---------------------------------------------------------
-
-    def _load_throttle(self) -> None:
-        recent = self.outbox.load_recent()
-        # cooldowns are read through from the outbox, one key at a time: memory and the cost
-        # of an alert stay flat however many keys are held
-        self.cooldowns = CooldownView(self.outbox)
-        self.recent: dict[str, tuple[dt.datetime, ...]] = {
-            k: tuple(elapsed.instant(t) for t in v) for k, v in recent.items()
-        }
-        day = self.outbox.get_kv("day")
-        self.day: dt.date | None = None
-        self.day_count = 0
-        if day:
-            try:
-                d = json.loads(day)
-                self.day = dt.date.fromisoformat(d["day"]) if d.get("day") else None
-                self.day_count = int(d.get("count", 0))
-            except (ValueError, TypeError, KeyError):
-                pass
-        self._dirty_cd: set[tuple[str, str]] = set()
-        self._dirty_recent: set[str] = set()
-        self._dirty = False
-        old = self.outbox.get_kv("throttle")
-        if old and not self.outbox.cooldown_keys() and not recent:
-            # the single blob of older versions: its instants were wall times
-            st = throttle.from_json(old)
-            shift = dt.timedelta(seconds=self.now_e() - ts(self.wall()))
-            for k, v in st.cooldowns.items():
-                self.cooldowns[k] = replace(v, last_sent=v.last_sent + shift)
-            self.recent = {k: tuple(t + shift for t in v) for k, v in st.recent.items()}
-            self.day, self.day_count = st.day, st.day_count
-            self._dirty_cd = set(st.cooldowns)
-            self._dirty_recent = set(self.recent)
-            self._dirty = True
-
-    def _view(self) -> throttle.ThrottleState:
-        return throttle.ThrottleState(
-            cooldowns=throttle.Layer(self.cooldowns),
-            recent=throttle.Layer(self.recent),
-            day=self.day,
-            day_count=self.day_count,
-        )
-
-    def _take(self, state: throttle.ThrottleState) -> Callable[[], None]:
-        """Make what a routing decided part of the live state (at routing time, so that the
-        next message sees the cooldown) ... Returns what undoes it, for a message whose
-        handling failed: a failed attempt must not suppress its own retry."""
-        cds = throttle.changes(state.cooldowns)
-        rec = throttle.changes(state.recent)
-        old_cd = {k: self.cooldowns.pending.get(k, _MISSING) for k in cds}
-        old_rec = {k: self.recent.get(k) for k in rec}
-        old_day = (self.day, self.day_count)
-        for k, v in cds.items():
-            self.cooldowns[k] = v
-        self.recent.update(rec)
-        self.day, self.day_count = state.day, state.day_count
-
-        def undo() -> None:
-            for k, v in old_cd.items():
-                if v is _MISSING:
-                    self.cooldowns.pending.pop(k, None)
-                else:
-                    self.cooldowns.pending[k] = v  # type: ignore[assignment]
-            for r, t in old_rec.items():
-                if t is None:
-                    self.recent.pop(r, None)
-                else:
-                    self.recent[r] = t
-            self.day, self.day_count = old_day
-
-        return undo
-
-    def _keep(self, state: throttle.ThrottleState) -> None:
-        """... and saved only once the message's texts are committed or sent."""
-        self._dirty_cd.update(throttle.changes(state.cooldowns))
-        self._dirty_recent.update(throttle.changes(state.recent))
-        self._dirty = True
 
     # -- running ---------------------------------------------------------------------------
 
@@ -495,7 +418,7 @@ class Engine:
             self.config,
             self.templates,
             msg,
-            self._view(),
+            self.throttle.view(),
             now_w,
             self.tz,
             alert_id,
@@ -523,7 +446,7 @@ class Engine:
         for ev in routed.events:
             if ev.state != "deferred":
                 self.sink.emit(ev)
-        undo = self._take(routed.state)
+        undo = self.throttle.take(routed.state)
         undo_topic = self._note_topic(msg)
         try:
             self._start_flight(msg, routed, e, now_w)
@@ -697,7 +620,7 @@ class Engine:
                 # they are sent (or finished): only the record that recognises a redelivery
                 # after a crash is missing
                 log.error("outbox: cannot record %d finished text(s): %s", len(done), exc)
-        self._keep(flight.state)
+        self.throttle.keep(flight.state)
         for i in flight.items.values():
             # what was decided before any try: deferred (committed now), or failed with no
             # way out; the outcomes of tries were published as they came back
@@ -1222,63 +1145,32 @@ class Engine:
 
     def _prune(self) -> None:
         now = self._now()
-        t_now = self.clock.throttle_now()
         keep = self.config.limits.keep
         pruned = self._try_db(lambda: self.outbox.prune(now - dt.timedelta(seconds=keep))) or 0
         if pruned:
             log.info("pruned %d finished text(s) older than %s", pruned, "limits.keep")
-        rules = self.config.rules
-        horizon = max([86400.0, *(r.options.cooldown for r in rules)])
         rate = self.config.limits.per_recipient
-        before = elapsed.seconds(t_now) - horizon
-        self._try_db(lambda: self.outbox.prune_cooldowns([r.name for r in rules], before))
-        st = throttle.prune(
-            throttle.ThrottleState(recent=self.recent),
-            t_now,
-            None,
-            rate.per if rate else None,
+        rules = [(r.name, r.options.cooldown) for r in self.config.rules]
+        self._try_db(
+            lambda: self.throttle.prune(
+                self.clock.throttle_now(), rules, rate.per if rate else None
+            )
         )
-        for r in list(self.recent):
-            if r not in st.recent:
-                del self.recent[r]
-                self._dirty_recent.add(r)
-            elif st.recent[r] != self.recent[r]:
-                self.recent[r] = st.recent[r]
-                self._dirty_recent.add(r)
-        self._dirty = True
 
     def _save(self, force: bool = False) -> None:
         """Save what changed of the throttle state, the counters and the elapsed clock: at
         most once a second, and the clock at least every CLOCK_EVERY seconds."""
         m = self.mono()
-        dirty = self._dirty or self.sink.dirty or bool(self._dirty_topics)
+        dirty = self.throttle.dirty or self.sink.dirty or bool(self._dirty_topics)
         if (
             not force
             and (m - self._saved_at < SAVE_EVERY or not dirty)
             and m - self._clock_saved < CLOCK_EVERY
         ):
             return
-        cds: dict[tuple[str, str], tuple[float, int] | None] = {}
-        written: dict[tuple[str, str], object] = {}
-        for k in self._dirty_cd:
-            if k not in self.cooldowns.pending:
-                continue
-            entry = self.cooldowns.pending[k]
-            written[k] = entry
-            cds[k] = None if entry is None else (elapsed.seconds(entry.last_sent), entry.suppressed)
-        rec: dict[str, tuple[float, ...] | None] = {
-            r: tuple(elapsed.seconds(t) for t in self.recent.get(r, ())) or None
-            for r in self._dirty_recent
-        }
-        kv = {
-            **self.clock.saved(),
-            "stats": self.sink.stats.to_json(),
-            "day": json.dumps(
-                {"day": self.day.isoformat() if self.day else None, "count": self.day_count}
-            ),
-        }
+        kv = {**self.clock.saved(), "stats": self.sink.stats.to_json()}
         try:
-            self.outbox.save_throttle(cds, rec, kv)
+            self.throttle.save(kv)
         except StorageError as exc:
             self._storage_error("cannot save the throttle state and counters", exc)
             self._saved_at = m  # try again in a second, not at once
@@ -1291,12 +1183,6 @@ class Engine:
                 self._storage_error("cannot save the topics' last messages", exc)
             else:
                 self._dirty_topics.clear()
-        self._dirty_cd.clear()
-        self._dirty_recent.clear()
-        for k, v in written.items():
-            if self.cooldowns.pending.get(k, _MISSING) is v:
-                del self.cooldowns.pending[k]  # on disk now: read it from there
-        self._dirty = False
         self.sink.dirty = False
         self._saved_at = m
         self._clock_saved = m
@@ -1337,46 +1223,6 @@ class Engine:
         )
 
 
-_MISSING = object()
-
-
-class CooldownView(Mapping[tuple[str, str], throttle.CooldownEntry]):
-    """The cooldowns: what is not saved yet (``pending``) over what the outbox holds.
-
-    A lookup is one indexed read; nothing but the unsaved changes lives in memory."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
-        self.pending: dict[tuple[str, str], throttle.CooldownEntry | None] = {}
-
-    def __getitem__(self, k: tuple[str, str]) -> throttle.CooldownEntry:
-        if k in self.pending:
-            v = self.pending[k]
-            if v is None:
-                raise KeyError(k)
-            return v
-        got = self.outbox.get_cooldown(*k)
-        if got is None:
-            raise KeyError(k)
-        return throttle.CooldownEntry(elapsed.instant(got[0]), got[1])
-
-    def __setitem__(self, k: tuple[str, str], v: throttle.CooldownEntry) -> None:
-        self.pending[k] = v
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        seen = set()
-        for k, v in self.pending.items():
-            seen.add(k)
-            if v is not None:
-                yield k
-        for k in self.outbox.cooldown_keys():
-            if k not in seen:
-                yield k
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
 def _without(routed: Routed, done: list[tuple[str, str]]) -> Routed:
     """The routing of a redelivered message less the texts written for it before: the first
     texts of each (rule, recipient), in order (a split text's parts leave in order)."""
@@ -1396,4 +1242,4 @@ def _opt_s(t: dt.datetime | None) -> float | None:
     return None if t is None else elapsed.seconds(t)
 
 
-__all__ = ["STATS_NOW", "CooldownView", "Engine", "Reload"]
+__all__ = ["STATS_NOW", "Engine", "Reload", "Session"]
