@@ -99,7 +99,7 @@ def _parse(
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         what = " ".join(x for x in (exc.context, exc.problem) if x)
-        hint = _syntax_hint(text, line, mark.column + 1 if mark is not None else 1)
+        hint = _syntax_hint(text, line, mark.column + 1 if mark is not None else 1, what)
         raise ConfigError([f"{path}:{line}: YAML syntax error: {what} ({hint})"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}:1: YAML syntax error: {exc}"]) from None
@@ -212,7 +212,7 @@ def _parse(
     return Loaded(config=config, warnings=p.sorted_warnings())
 
 
-def _syntax_hint(text: str, line: int, column: int) -> str:
+def _syntax_hint(text: str, line: int, column: int, what: str) -> str:
     """One line on what usually causes a YAML syntax error, with where PyYAML stopped."""
     lines = text.splitlines()
     near = lines[max(0, line - 2) : line]  # the line PyYAML stopped on and the one above
@@ -220,6 +220,8 @@ def _syntax_hint(text: str, line: int, column: int) -> str:
     tab = next((line - len(near) + 1 + i for i, t in enumerate(near) if "\t" in t), None)
     if tab is not None:
         return f"line {tab} holds a tab: YAML indents with spaces only; stopped at {where}"
+    if "flow" in what or "quoted" in what:
+        return f"stopped at {where}: check the brackets, braces, quotes and commas there"
     return (
         f"stopped at {where}: indent with spaces, the keys of one section all alike; "
         "the mistake is often on the line above"
