@@ -512,7 +512,7 @@ class _Parser:
             text = self.string(node, ypath)
             if text is None:
                 return None
-            # Any case (SPEC: `priority: HIGH`); the value is kept in lower case, as listed.
+            # Any case (`priority: HIGH`, docs/config.md); kept in lower case, as listed.
             low = text.strip().lower()
             if low not in choices:
                 listed = " | ".join(choices)

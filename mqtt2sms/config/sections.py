@@ -582,7 +582,7 @@ def _check_reach(
 # Sections the parser accepts whose transports are not built yet.
 NOT_BUILT = tuple(n for n in registry.NAMES if n not in registry.BUILT)
 
-# Keys the parser accepts (they are in SPEC) that this version does not act on yet; each is
+# Keys the parser accepts (docs/config.md lists them) that this version does not act on yet; each is
 # warned about, in the words of the NOT_BUILT warning, so nobody relies on it unknowingly.
 NOT_YET = {
     "escalations": "this version cannot escalate yet: a rule with `escalate` texts only the "

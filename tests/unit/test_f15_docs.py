@@ -150,3 +150,21 @@ def test_the_pi_guide_says_what_to_do_without_sudo_and_on_trixie() -> None:
     assert "root shell" in intro and "leave\nthe word `sudo` out" in intro
     assert "trixie" in intro and "3.13" in intro
     assert f"git clone https://{_OWNER_URL}mqtt2sms.git" in guide
+
+
+def test_code_comments_cite_the_docs_not_the_spec() -> None:
+    """The package and its tests point at the docs a user has, never at an internal SPEC."""
+    cites = re.compile(r"\bSPEC\b|SPEC\.md|\bthe spec\b|SPEC's")
+    found = []
+    for path in sorted([*ROOT.glob("mqtt2sms/**/*.py"), *ROOT.glob("tests/**/*.py")]):
+        if path.name == Path(__file__).name:
+            continue
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if cites.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    assert found == []
+
+
+def test_the_shipped_config_points_at_the_reference() -> None:
+    head = (ROOT / "config.yaml").read_text(encoding="utf-8").split("\n\n", 1)[0]
+    assert "docs/config.md describes every key" in head
