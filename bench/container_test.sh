@@ -202,7 +202,7 @@ mkdir -p "$EDATA" && chown 10001:10001 "$EDATA"
 sed "s/^  port: 1883/  port: $EPORT/" "$REPO/config.yaml" >"$WORK/embedded.yaml"
 grep -q "port: $EPORT" "$WORK/embedded.yaml" || { say "config.yaml: no port to change"; exit 1; }
 chmod 0644 "$WORK/embedded.yaml"
-podman run --rm --network host -v "$WORK/embedded.yaml:/etc/mqtt2sms/config.yaml:ro" \
+podman run --rm --no-healthcheck --network host -v "$WORK/embedded.yaml:/etc/mqtt2sms/config.yaml:ro" \
     --entrypoint mqtt2sms localhost/mqtt2sms:test check >/dev/null \
     || { say "embedded: check refused the repository's config.yaml"; exit 1; }
 t=$SECONDS
