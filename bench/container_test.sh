@@ -16,12 +16,14 @@ cleanup() {
     [ -n "${KEEP:-}" ] && return
     podman rm -f m2s-test >/dev/null 2>&1 || true
     podman rm -f m2s-addon-test >/dev/null 2>&1 || true
+    podman rm -f m2s-embedded-test >/dev/null 2>&1 || true
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 podman rm -f m2s-test >/dev/null 2>&1 || true
 podman rm -f m2s-addon-test >/dev/null 2>&1 || true
+podman rm -f m2s-embedded-test >/dev/null 2>&1 || true
 say() { echo "container_test: $*"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -189,4 +191,35 @@ podman start m2s-addon-test >/dev/null
 wait_for_text "$ADATA" 'Add-on after a restart'
 stop_and_check m2s-addon-test
 say "add-on: state kept across a restart"
-echo "container_test: 2 passed, 0 failed"
+podman rm m2s-addon-test >/dev/null
+
+# 3. the README's one-box start: the repository's own config.yaml (mqtt.embedded: true, no
+# smtp) mounted read-only; the image carries the built-in broker. Its port is made a free one
+# (the container shares the host's network here, where 1883 may be taken).
+EPORT=$(free_port)
+EDATA=$WORK/embedded-data
+mkdir -p "$EDATA" && chown 10001:10001 "$EDATA"
+sed "s/^  port: 1883/  port: $EPORT/" "$REPO/config.yaml" >"$WORK/embedded.yaml"
+grep -q "port: $EPORT" "$WORK/embedded.yaml" || { say "config.yaml: no port to change"; exit 1; }
+chmod 0644 "$WORK/embedded.yaml"
+podman run --rm --no-healthcheck --network host -v "$WORK/embedded.yaml:/etc/mqtt2sms/config.yaml:ro" \
+    --entrypoint mqtt2sms localhost/mqtt2sms:test check >/dev/null \
+    || { say "embedded: check refused the repository's config.yaml"; exit 1; }
+t=$SECONDS
+podman run -d --no-healthcheck --network host --name m2s-embedded-test -v "$EDATA:/data" \
+    -v "$WORK/embedded.yaml:/etc/mqtt2sms/config.yaml:ro" localhost/mqtt2sms:test >/dev/null
+ESUB=(mosquitto_sub -h 127.0.0.1 -p "$EPORT")
+for _ in $(seq 30); do
+    [ "$("${ESUB[@]}" -t mqtt2sms/status -C 1 -W 2 2>/dev/null)" = online ] && break
+    sleep 1
+done
+[ "$("${ESUB[@]}" -t mqtt2sms/status -C 1 -W 2 2>/dev/null)" = online ] \
+    || { podman logs m2s-embedded-test | tail -20; say "embedded: never online"; exit 1; }
+podman exec m2s-embedded-test mqtt2sms send --to alex 'One box in a container' >/dev/null
+wait_for_text "$EDATA" 'One box in a container'
+say "embedded: the README's docker run texts (dry run) after $((SECONDS - t)) s"
+podman stop -t 30 m2s-embedded-test >/dev/null
+[ "$(podman inspect -f '{{.State.ExitCode}}' m2s-embedded-test)" = 0 ] \
+    || { podman logs m2s-embedded-test | tail -20; say "embedded: bad exit code"; exit 1; }
+podman rm m2s-embedded-test >/dev/null
+echo "container_test: 3 passed, 0 failed"

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from mqtt2sms import config as cfg
+from mqtt2sms.config.secrets import literal
 from mqtt2sms.errors import ConfigError
 
 STATE_DIR = "/data"  # kept across updates, and in Home Assistant's backups
@@ -75,7 +76,17 @@ def build(options: Mapping[str, Any], broker: Broker) -> tuple[dict[str, Any], d
     out: dict[str, Any] = {"mqtt": mqtt, "state_dir": STATE_DIR}
 
     smtp = options.get("smtp") or {}
-    if not _blank(smtp.get("host")):
+    if _blank(smtp.get("host")):
+        given = [key for key in ("username", "password") if not _blank(smtp.get(key))]
+        if given:
+            # a login with nowhere to log in is a mistake, not a request for a dry run
+            problems.append(
+                f"smtp.host: empty, but smtp.{' and smtp.'.join(given)} "
+                f"{'is' if len(given) == 1 else 'are'} set: fill in the SMTP server (such as "
+                "smtp.gmail.com), or clear them too for a dry run (texts are written to "
+                "/data/maildir, never sent)"
+            )
+    else:
         section: dict[str, Any] = {"host": smtp["host"]}
         for key in ("port", "security", "username", "password", "timeout", "ca_certs"):
             if not _blank(smtp.get(key)):
@@ -117,6 +128,11 @@ def build(options: Mapping[str, Any], broker: Broker) -> tuple[dict[str, Any], d
     if _csv(options.get("to")):
         defaults["to"] = _csv(options.get("to"))
         back["defaults.to"] = "to"
+    else:
+        problems.append(
+            "to: empty: name the contacts or groups (comma-separated) who get a text when a "
+            "message names nobody, such as Home Assistant's notify.send_message"
+        )
     if defaults:
         out["defaults"] = defaults
 
@@ -149,7 +165,19 @@ def build(options: Mapping[str, Any], broker: Broker) -> tuple[dict[str, Any], d
         out["rules"] = rules
     if problems:
         raise OptionsError(problems)
-    return out, back
+    return _literal(out), back
+
+
+def _literal(value: Any) -> Any:
+    """Every string as typed: the config's ``${VAR}`` substitution must not touch an option
+    (a password such as ``Tr0ub${HOME}x``), so each ``${`` is written as the escape ``$${``."""
+    if isinstance(value, str):
+        return literal(value)
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    return value
 
 
 _PROBLEM = re.compile(r"^[^:]*:\d+: (?P<path>[^\s:]+): (?P<what>.*)$")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import threading
 from typing import Any
@@ -10,6 +11,38 @@ from typing import Any
 from mqtt2sms.errors import ConfigError
 
 log = logging.getLogger("mqtt2sms.broker")
+
+
+def missing() -> str | None:
+    """Why the embedded broker cannot run here (amqtt, the `embedded` extra, is not
+    installed), or None. `check` and `run` both ask, so both refuse the same config."""
+    try:
+        from amqtt.broker import Broker  # noqa: F401
+    except ImportError:
+        return (
+            "mqtt.embedded: the built-in broker needs the `embedded` extra: "
+            "pip install 'mqtt2sms[embedded]' (or pip install amqtt); or set "
+            "`mqtt.embedded: false` and point mqtt.host at your broker"
+        )
+    return None
+
+
+def listen_problem(host: str, port: int, error: BaseException) -> str:
+    """One line for a broker that could not start: a port in use says what to do."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+        return (
+            f"mqtt.embedded: port {port} on {host} is taken, by another MQTT broker (such as "
+            "Mosquitto) or another program: set `mqtt.embedded: false` to use the broker that "
+            "is there, or choose another mqtt.port"
+        )
+    if isinstance(cause, OSError):
+        why = cause.strerror or str(cause)
+        return f"mqtt.embedded: the built-in broker cannot listen on {host}:{port}: {why}"
+    first = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return f"mqtt.embedded: the built-in broker could not start on {host}:{port}: {first}"
 
 
 class EmbeddedBroker:
@@ -25,25 +58,21 @@ class EmbeddedBroker:
         self._error: BaseException | None = None
 
     def start(self, timeout: float = 15.0) -> None:
-        try:
-            from amqtt.broker import Broker  # noqa: F401
-        except ImportError as exc:
-            raise ConfigError(
-                [
-                    "mqtt.embedded: the built-in broker needs the `embedded` extra: "
-                    "pip install 'mqtt2sms[embedded]' (or pip install amqtt)"
-                ]
-            ) from exc
+        problem = missing()
+        if problem is not None:
+            raise ConfigError([problem])
         for name in ("amqtt", "transitions", "websockets"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # amqtt logs a failed start as a traceback of its own: we say it in one line below
+        logging.getLogger("amqtt.broker").setLevel(logging.CRITICAL)
         self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
         self._thread.start()
-        if not self._ready.wait(timeout):
+        ready = self._ready.wait(timeout)
+        logging.getLogger("amqtt.broker").setLevel(logging.WARNING)
+        if not ready:
             raise RuntimeError("the embedded broker did not start in time")
         if self._error is not None:
-            raise RuntimeError(
-                f"the embedded broker could not listen on {self.host}:{self.port}: {self._error}"
-            ) from self._error
+            raise RuntimeError(listen_problem(self.host, self.port, self._error)) from None
         log.info("embedded broker listening on %s:%d", self.host, self.port)
 
     def _run(self) -> None:

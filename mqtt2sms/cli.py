@@ -101,6 +101,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return addon.command(args, env)
     try:
         loaded = cfg.load_config(args.config, env)
+        if args.command == "check" and loaded.config.mqtt.embedded:
+            from mqtt2sms.broker import missing
+
+            # `run` refuses it at start: `check` must not pass what `run` refuses
+            problem = missing()
+            if problem is not None:
+                raise ConfigError([f"{loaded.config.path}: {problem}"])
     except ConfigError as exc:
         n = len(exc.problems)
         summary = f"config refused: {n} error{'s' if n != 1 else ''}"

@@ -59,7 +59,7 @@ PAYLOAD_OFFLINE = "offline"
 _NODE_ID_BAD = re.compile(r"[^a-zA-Z0-9_-]")
 _SLUG_BAD = re.compile(r"[^a-z0-9]+")
 
-# Incident states published on <base>/incident (the SPEC's `state` field).
+# Incident states published on <base>/incident (its `state` field).
 INCIDENT_EVENT_TYPES = ("opened", "escalated", "acked", "resolved", "unacknowledged")
 
 

@@ -31,7 +31,7 @@ For each message a rule matches, the router does::
         "defer"    -> state = note_deferred(state, parts, now, tz); queue for r.until
         "suppress" -> nothing to note
 
-Checks in ``check_recipient`` come in the SPEC's order:
+Checks in ``check_recipient`` come in the order docs/config.md (Alert hygiene) gives:
 
 1. daily cap: parts accepted today (local calendar day in ``tz``, all recipients) plus this
    text's parts may not exceed ``daily_cap``. Nothing passes it, ``high`` included.

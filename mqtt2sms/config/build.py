@@ -99,7 +99,8 @@ def _parse(
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         what = " ".join(x for x in (exc.context, exc.problem) if x)
-        raise ConfigError([f"{path}:{line}: YAML syntax error: {what}"]) from None
+        hint = _syntax_hint(text, line, mark.column + 1 if mark is not None else 1, what)
+        raise ConfigError([f"{path}:{line}: YAML syntax error: {what} ({hint})"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}:1: YAML syntax error: {exc}"]) from None
 
@@ -211,13 +212,51 @@ def _parse(
     return Loaded(config=config, warnings=p.sorted_warnings())
 
 
+def _syntax_hint(text: str, line: int, column: int, what: str) -> str:
+    """One line on what usually causes a YAML syntax error, with where PyYAML stopped."""
+    lines = text.splitlines()
+    near = lines[max(0, line - 2) : line]  # the line PyYAML stopped on and the one above
+    where = f"line {line}, column {column}"
+    tab = next((line - len(near) + 1 + i for i, t in enumerate(near) if "\t" in t), None)
+    if tab is not None:
+        return f"line {tab} holds a tab: YAML indents with spaces only; stopped at {where}"
+    if "flow" in what or "quoted" in what:
+        return f"stopped at {where}: check the brackets, braces, quotes and commas there"
+    return (
+        f"stopped at {where}: indent with spaces, the keys of one section all alike; "
+        "the mistake is often on the line above"
+    )
+
+
 def _wholly_under_base(filter: str, base_topic: str) -> bool:
-    """Is every topic ``filter`` matches under ``<base>/`` (and neither notify nor ack)?"""
+    """Is every topic ``filter`` matches under ``<base>/`` and not ``<base>/notify``?
+
+    Such a filter never matches: a message under the base is the daemon's own (status,
+    events, stats, and ``<base>/ack``, read by the daemon itself), except ``<base>/notify``.
+    """
     # `<base>/+/#` matches every topic below the base, not the base itself; `<base>/#` is not
     # covered by it (it matches the base too)
     if not filter_covers(f"{base_topic}/+/#", filter):
         return False
-    return filter not in (f"{base_topic}/notify", f"{base_topic}/ack")
+    return filter != f"{base_topic}/notify"
+
+
+def _star_hint(filter: str) -> str | None:
+    """A warning for a filter with `*` in it, which MQTT takes literally; None without one."""
+    if "*" not in filter:
+        return None
+    levels = ["+" if level == "*" else level for level in filter.split("/")]
+    one = "/".join(levels)
+    if one == filter:  # `*` inside a level (`sensor*`): MQTT has no partial-level wildcard
+        better = "+ for one whole level or # for everything below (a/+/c, a/#)"
+    elif levels[-1] == "+":
+        better = f"'{one}' for one level or '{'/'.join([*levels[:-1], '#'])}' for all below"
+    else:
+        better = f"'{one}'"
+    return (
+        f"'{filter}': `*` is no MQTT wildcard (it is taken as a plain character, so this "
+        f"matches almost nothing); use {better}"
+    )
 
 
 def _with_builtins(
@@ -236,6 +275,16 @@ def _with_builtins(
     builtins: list[Rule] = []
     for name, topic in wanted:
         if topic is None or any(rule.topic == topic for rule in user_rules):
+            continue
+        if name == "notify" and topic == alert_topic:
+            # Two built-in rules on one topic would text each message twice: `sms` serves both.
+            p.warn(
+                alert_node,
+                "alert_topic",
+                f"'{topic}' is also the topic of the built-in `notify` rule (Home Assistant's "
+                "notify entity): the built-in `sms` rule alone serves it, so each message is "
+                "texted once",
+            )
             continue
         if name == "sms" and _wholly_under_base(topic, base_topic):
             p.error(
@@ -256,6 +305,9 @@ def _with_builtins(
                     "choose another name, or give this rule that topic to replace it",
                 )
     for i, rule in enumerate(user_rules):
+        star = _star_hint(rule.topic) if rule.topic else None
+        if star is not None:
+            p.warn(rule_nodes[i] if i < len(rule_nodes) else None, f"rules[{i}].topic", star)
         if rule.topic == notify_topic or not rule.topic:
             continue
         if _wholly_under_base(rule.topic, base_topic):
@@ -272,6 +324,7 @@ def _with_builtins(
                 where,
                 f"rules[{i}].topic",
                 f"'{rule.topic}' also covers {base_topic}/: messages under {base_topic}/ "
-                "never match a rule (except notify and ack)",
+                f"are the daemon's own (status, events, stats, acknowledgements on "
+                f"{base_topic}/ack) and never match a rule, except {base_topic}/notify",
             )
     return user_rules + builtins

@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from mqtt2sms import sms
 from mqtt2sms.transports import registry
 
-# The charsets sms.py formats. SPEC's default is `auto`; until sms.py knows it (another change),
-# the default stays gsm7 and `auto` is refused, so no text is ever formatted with a charset
-# sms.py would reject.
+# The charsets sms.py formats; the default is `auto` (docs/config.md, `charset`). Should sms.py
+# ever lack `auto`, the default falls back to gsm7, a charset it formats.
 CHARSETS: tuple[str, ...] = tuple(sms.CHARSETS)
 DEFAULT_CHARSET = "auto" if "auto" in CHARSETS else "gsm7"
 
@@ -205,7 +204,7 @@ class Loaded:
 
 # --------------------------------------------------------------------------- constants
 
-TRANSPORTS = registry.NAMES  # the ways out SPEC names, in the order they are listed
+TRANSPORTS = registry.NAMES  # the ways out docs/config.md names, in the order they are listed
 SECRET_KEYS = ("password", "auth_token", "pin")
 DEFAULT_ALERT_TOPIC = "home/alerts/sms"
 CONFIG_SEARCH = ("config.yaml", "/etc/mqtt2sms/config.yaml")

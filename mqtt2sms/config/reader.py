@@ -308,7 +308,7 @@ class _Section:
                 )
                 self.parser.error(fnode, self.path(file_key), f"cannot read {fpath!r}: {why}")
                 return None
-        return self.opt(key, self.parser.string)
+        return self.opt(key, self.parser.secret_string)
 
 
 class _Parser:
@@ -330,6 +330,9 @@ class _Parser:
         self.constructor = yaml.constructor.SafeConstructor()
         self.transports: set[str] = {"smtp"}
         self.contact_nodes: dict[str, _Node] = {}
+        # contacts with an error already reported (a bad number or carrier): one error per
+        # mistake, no follow-on "cannot reach" for them
+        self.broken_contacts: set[str] = set()
         self.known_names: set[str] = set()  # contacts and groups
         self.key_of: dict[int, _Node] = {}  # id(value node) -> its key node
         self.no_section: dict[str, str] = {
@@ -405,8 +408,8 @@ class _Parser:
 
     # ------------------------------------------------------------------ scalars
 
-    def substitute(self, node: _Node, ypath: str, text: str) -> str | None:
-        out, problems = substitute(text, self.env)
+    def substitute(self, node: _Node, ypath: str, text: str, secret: bool = False) -> str | None:
+        out, problems = substitute(text, self.env, secret)
         for problem in problems:
             self.error(node, ypath, problem)
         return None if problems else out
@@ -420,6 +423,12 @@ class _Parser:
         if kind == "str":
             return self.substitute(node, ypath, str(node.value))
         return str(node.value)
+
+    def secret_string(self, node: _Node, ypath: str) -> str | None:
+        """A secret (a password): as string, but no error quotes any part of it."""
+        if _kind(node) == "str":
+            return self.substitute(node, ypath, str(node.value), secret=True)
+        return self.string(node, ypath)
 
     def nonempty(self, node: _Node, ypath: str) -> str | None:
         text = self.string(node, ypath)
@@ -503,7 +512,7 @@ class _Parser:
             text = self.string(node, ypath)
             if text is None:
                 return None
-            # Any case (SPEC: `priority: HIGH`); the value is kept in lower case, as listed.
+            # Any case (`priority: HIGH`, docs/config.md); kept in lower case, as listed.
             low = text.strip().lower()
             if low not in choices:
                 listed = " | ".join(choices)

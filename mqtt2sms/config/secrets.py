@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-VAR = re.compile(r"\$\{([^}]*)\}")
+# `$${` is a literal `${` (an escape, so that any text can be written: the add-on writes what
+# a user typed this way); else `${NAME}` is the variable NAME.
+VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -19,15 +21,35 @@ def read_text(path: str) -> str:
         return f.read()
 
 
-def substitute(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
-    """``text`` with every ``${VAR}`` replaced from ``env``, and the problems found (a bad
-    reference, an unset variable); the value itself is never echoed."""
+def literal(text: str) -> str:
+    """``text`` escaped so that ``substitute`` gives it back unchanged (``${`` -> ``$${``)."""
+    return text.replace("${", "$${")
+
+
+def substitute(text: str, env: Mapping[str, str], secret: bool = False) -> tuple[str, list[str]]:
+    """``text`` with every ``${VAR}`` replaced from ``env`` and every ``$${`` made ``${``, and
+    the problems found (a bad reference, an unset variable). A value is never echoed; for a
+    ``secret`` (a password), not even a reference, unless it is the whole value."""
     problems: list[str] = []
+    whole = VAR.fullmatch(text) is not None
 
     def one(m: re.Match[str]) -> str:
         name = m.group(1)
-        if not VAR_NAME.fullmatch(name):
-            problems.append(f"bad variable reference '${{{name}}}'")
+        if name is None:
+            return "${"
+        valid = VAR_NAME.fullmatch(name) is not None
+        if secret and not (whole and valid):
+            # part of a password: naming the reference would print part of the password
+            why = "is not set" if valid and name not in env else "is not a variable name"
+            if valid and name in env:
+                return env[name]
+            problems.append(
+                f"holds a ${{...}} reference that {why} (write $${{ for a literal ${{, "
+                "or put the password in a file and use the *_file key)"
+            )
+            return ""
+        if not valid:
+            problems.append(f"bad variable reference '${{{name}}}' (write $${{ for a literal ${{)")
             return ""
         if name not in env:
             problems.append(f"environment variable {name} is not set")

@@ -253,6 +253,7 @@ def _contacts(p: _Parser, node: _Node | None, country_code: str) -> dict[str, Co
                 e164 = carriers.normalize_number(number, country_code)
             except ValueError as exc:
                 p.error(s.value_node("number"), s.path("number"), str(exc))
+                p.broken_contacts.add(name)
         carrier: carriers.Carrier | None = None
         carrier_name = s.opt("carrier", p.nonempty)
         if carrier_name is not None:
@@ -267,6 +268,7 @@ def _contacts(p: _Parser, node: _Node | None, country_code: str) -> dict[str, Co
                     + (f" (did you mean '{hint}'?)" if hint else "")
                     + " (`mqtt2sms carriers` lists them; or give the full `email:` address)",
                 )
+                p.broken_contacts.add(name)
             elif carrier.status == carriers.SHUT_DOWN:
                 p.warn(
                     cnode,
@@ -278,6 +280,8 @@ def _contacts(p: _Parser, node: _Node | None, country_code: str) -> dict[str, Co
             if not s.has("number"):
                 p.error(s.key_node("carrier"), s.path("carrier"), "a carrier needs a number")
         email = s.opt("email", p.email)
+        if s.has("email") and email is None:
+            p.broken_contacts.add(name)
         if not s.has("number") and not s.has("email"):
             p.error(knode, yp, "needs a number (with a carrier for smtp) or an email")
         gateway = email
@@ -286,6 +290,7 @@ def _contacts(p: _Parser, node: _Node | None, country_code: str) -> dict[str, Co
                 gateway = carriers.gateway_address(e164, carrier, country_code)
             except ValueError as exc:
                 p.error(s.value_node("number"), s.path("number"), str(exc))
+                p.broken_contacts.add(name)
         via = s.opt("via", p.via)
         contact = Contact(
             name=name,
@@ -296,7 +301,11 @@ def _contacts(p: _Parser, node: _Node | None, country_code: str) -> dict[str, Co
             via=via,
             gateway_address=gateway,
         )
-        if via is not None and (s.has("number") or s.has("email")):
+        if (
+            via is not None
+            and (s.has("number") or s.has("email"))
+            and name not in p.broken_contacts
+        ):
             for transport in via:
                 need = _unreachable(contact, transport)
                 if need:
@@ -546,8 +555,8 @@ def _check_reach(
     for use in uses:
         found, _unknown = resolve_recipients(config, use.names)
         for contact in found:
-            if contact.via is not None:
-                continue  # checked with the contact
+            if contact.via is not None or contact.name in p.broken_contacts:
+                continue  # checked with the contact; or its own error said what is wrong
             for transport in use.via:
                 need = _unreachable(contact, transport)
                 if need is None or (contact.name, transport, use.via_path) in reported:
@@ -573,7 +582,7 @@ def _check_reach(
 # Sections the parser accepts whose transports are not built yet.
 NOT_BUILT = tuple(n for n in registry.NAMES if n not in registry.BUILT)
 
-# Keys the parser accepts (they are in SPEC) that this version does not act on yet; each is
+# Keys the parser accepts (docs/config.md lists them) that this version does not act on yet; each is
 # warned about, in the words of the NOT_BUILT warning, so nobody relies on it unknowingly.
 NOT_YET = {
     "escalations": "this version cannot escalate yet: a rule with `escalate` texts only the "

@@ -69,8 +69,23 @@ class FullDisk(Outbox):
         super().enqueue(items)
 
 
+_RIGS: list[Rig] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_every_rig() -> Iterator[None]:
+    """Each test's rigs are stopped and their outboxes closed (Python 3.13 warns of an
+    unclosed SQLite connection, and warnings are errors here)."""
+    yield
+    while _RIGS:
+        r = _RIGS.pop()
+        r.engine.stop(0)
+        r.outbox.close()
+
+
 class Rig:
     def __init__(self, tmp: Path, extra: str = "", limits: str = "{per_recipient: 0}") -> None:
+        _RIGS.append(self)
         self.tmp = tmp
         self.clock = Clock()
         self.published: list[tuple[str, str, bool]] = []

@@ -1,5 +1,6 @@
 """The systemd unit and the modem drop-in: required directives, `systemd-analyze verify`
-and the `systemd-analyze security --offline=yes` score (2.0 or lower, as the spec promises).
+and the `systemd-analyze security --offline=yes` score (2.0 or lower;
+docs/raspberry-pi.md quotes it).
 
 The checks that need `systemd-analyze` skip where it is missing. Each analysis runs on a copy
 in a temporary directory laid out as systemd reads it (`mqtt2sms.service` next to

@@ -144,7 +144,7 @@ def _ha_default_config() -> Config:
 
 
 def _check_alert_payload(data: object) -> None:
-    """What a payload for the alert topic may hold (SPEC, Payloads)."""
+    """What a payload for the alert topic may hold (docs/config.md, Payloads)."""
     assert isinstance(data, dict)
     assert isinstance(data["message"], str) and data["message"]
     assert data.get("priority", "normal") in ("normal", "high")

@@ -99,7 +99,7 @@ topics = st.lists(
 def test_topic_matches_agrees_with_paho(filter: str, topic: str) -> None:
     ours = topic_matches(filter, topic)
     if filter_error(filter) is not None or topic_error(topic) is not None:
-        assert not ours  # paho does not validate; the spec says an invalid one matches nothing
+        assert not ours  # paho does not validate; rules.py says an invalid one matches nothing
     else:
         assert ours is topic_matches_sub(filter, topic), (filter, topic)
 
