@@ -247,8 +247,17 @@ class _Builder:
         if rule.options.subject:
             subject = self._render(rule, "subject", rule.options.subject, v) or None
 
+        # what the text says (before " (+N more)"): a high-priority message that repeats the
+        # text that started the cooldown is held by it like any other
+        said = throttle.digest(f"{subject or ''}\0{body}")
         cd = throttle.check_cooldown(
-            self.state, rule.name, key, rule.options.cooldown, priority, self.elapsed
+            self.state,
+            rule.name,
+            key,
+            rule.options.cooldown,
+            priority,
+            self.elapsed,
+            text_digest=said,
         )
         if not cd.allowed:
             self.state = throttle.note_suppressed(self.state, rule.name, key)
@@ -258,7 +267,8 @@ class _Builder:
                 "suppressed",
                 rule,
                 to=",".join(names) or None,
-                error=f"cooldown of {rule.name} for {key} until {until}",
+                error=f"cooldown of {rule.name} for {key} until {until}"
+                + (" (high priority, but the text repeats)" if priority == "high" else ""),
                 extra={"key": key, "until": until},
             )
             return
@@ -347,7 +357,9 @@ class _Builder:
                         )
                     )
         if any_accepted:
-            self.state = throttle.note_sent(self.state, rule.name, key, self.elapsed)
+            self.state = throttle.note_sent(
+                self.state, rule.name, key, self.elapsed, text_digest=said
+            )
 
     def _format(self, rule: cfg.Rule, body: str, suffix: str, subject: str | None) -> sms.Formatted:
         o = rule.options
