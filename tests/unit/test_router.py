@@ -199,6 +199,28 @@ def test_a_payload_over_64_kib_is_one_rejected_event_and_no_text() -> None:
     assert routed.events[0].error is not None and "64 KiB" in routed.events[0].error
 
 
+@pytest.mark.parametrize("payload", [b"", b" ", b"\n", b" \t\r\n ", "\u00a0\u2003".encode()])
+@pytest.mark.parametrize("topic", [ALERTS, "home/door"])
+def test_an_empty_payload_is_no_alert_but_one_rejected_event(payload: bytes, topic: str) -> None:
+    cfg = config("rules:\n  - {name: door, topic: home/door, to: [family]}\n")
+    routed = run(cfg, topic, payload)
+    assert routed.texts == ()
+    assert states(routed) == ["rejected"]
+    assert routed.events[0].error is not None and "empty payload" in routed.events[0].error
+    assert routed.state is throttle.EMPTY
+
+
+def test_a_cleared_retained_message_on_a_rule_that_ignores_retained_is_nothing() -> None:
+    routed = run(config(), ALERTS, b"", retained=True)
+    assert routed == Routed(state=throttle.EMPTY)
+
+
+def test_an_empty_payload_on_a_rule_with_when_is_silent_even_if_when_would_hold() -> None:
+    cfg = config("rules:\n  - {name: door, topic: home/door, when: 'true'}\n")
+    assert run(cfg, "home/door", b"  ") == Routed(state=throttle.EMPTY)
+    assert sent_to(run(cfg, "home/door", b"open")) == ["alex"]
+
+
 def test_a_payload_of_exactly_64_kib_is_texted() -> None:
     routed = run(config(), ALERTS, b"x" * MAX_PAYLOAD)
     assert sent_to(routed) == ["alex"]

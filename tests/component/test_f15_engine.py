@@ -1,8 +1,7 @@
-"""A high-priority rule's cooldown remembers the text that started it, on disk.
-
-The engine in-process (real SQLite outbox, fake transports and clocks, as in test_engine.py):
-a wet leak sensor on a `priority: high` rule texts once per cooldown, across a restart too;
-an outbox written by an older version (no digest column) is migrated at open.
+"""Issue 15 in the engine, in-process (real SQLite outbox, fake transports and clocks, as in
+test_engine.py): a wet leak sensor on a `priority: high` rule texts once per cooldown, across a
+restart too; an outbox written by an older version (no digest column) is migrated at open; a
+dry run is never counted as sent.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from mqtt2sms import elapsed, throttle
 from mqtt2sms.outbox import Outbox
+from mqtt2sms.transports.base import Receipt
 
 from .test_engine import Rig
 
@@ -70,3 +70,17 @@ def test_an_older_outbox_gains_the_digest_column_and_its_entries_pass_high(
     again.save_throttle({("leak", "k"): None}, {}, {})
     assert again.get_cooldown("leak", "k") is None
     again.close()
+
+
+def test_a_dry_run_is_never_counted_as_sent(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.smtp._outcomes = [Receipt("smtp", "m1", "new/1", dry_run=True)]
+    rig.send("pretend")
+    stats = rig.stats()
+    assert (stats["sent_today"], stats["dry_run_today"], stats["last_sent_at"]) == (0, 1, None)
+    rig.send("for real")
+    stats = rig.stats()
+    assert (stats["sent_today"], stats["dry_run_today"]) == (1, 1)
+    assert stats["last_sent_at"] is not None
+    rig.engine.stop(0)
+    rig.outbox.close()
