@@ -24,7 +24,16 @@ from mqtt2sms.model import Message
 from mqtt2sms.mqtt import MqttLink
 from mqtt2sms.notify import Notifier
 from mqtt2sms.outbox import Outbox
-from mqtt2sms.system import local_tz, monotonic, outbox_path, utcnow
+from mqtt2sms.system import (
+    Held,
+    Locked,
+    local_tz,
+    lock_path,
+    lock_state_dir,
+    monotonic,
+    outbox_path,
+    utcnow,
+)
 from mqtt2sms.transports import registry
 
 if TYPE_CHECKING:
@@ -63,6 +72,7 @@ class Daemon:
         self.link: MqttLink | None = None
         self.outbox: Outbox | None = None
         self.engine: Engine | None = None
+        self.lock: Locked | None = None  # the state directory's, held for the process's life
 
     def _signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
@@ -99,6 +109,7 @@ class Daemon:
         if online:
             self._publish_discovery()
         self._status()
+        self._wake.set()  # health.json says so now, not at the next tick
 
     def _publish_discovery(self) -> None:
         c = self.config
@@ -142,6 +153,17 @@ class Daemon:
             log.info(
                 "no smtp section: dry run, texts go to %s", os.path.join(c.state_dir, "maildir")
             )
+        # Exit 1, not 2, for what is not the config (a full disk, a second daemon): systemd's
+        # RestartPreventExitStatus=2 would never restart us.
+        try:
+            lock = lock_state_dir(c.state_dir)
+        except OSError as exc:
+            log.error("state_dir: cannot take the lock %s: %s", lock_path(c.state_dir), exc)
+            return 1
+        if isinstance(lock, Held):
+            log.error("%s", lock.message())
+            return 1
+        self.lock = lock
         try:
             self.outbox = Outbox(outbox_path(c))
             self.engine = Engine(
@@ -156,8 +178,12 @@ class Daemon:
                 commit_first=c.mqtt.embedded,
             )
         except (OSError, StorageError) as exc:
-            log.error("state_dir: cannot open the outbox %s: %s", outbox_path(c), exc)
-            return 2
+            log.error(
+                "state_dir: cannot open the outbox %s: %s (exiting to be restarted)",
+                outbox_path(c),
+                exc,
+            )
+            return 1
         self.engine.start()
         self.notifier.ready()
         self.notifier.status(f"waiting for broker {c.mqtt.host}:{c.mqtt.port}")
@@ -179,6 +205,11 @@ class Daemon:
         tick = min(wd, 5.0) if wd else 5.0
         code = 0
         recorder = health.Recorder(os.path.join(c.state_dir, "health.json"))
+        # at once: a file left by an earlier run must not speak for this one
+        e = self.engine
+        recorder.tick(
+            e.alive(), monotonic() - e.stuck_for(), self._healthy(), self._online, force=True
+        )
         while True:
             self._wake.wait(tick)
             self._wake.clear()
@@ -199,6 +230,7 @@ class Daemon:
             recorder.tick(e.alive(), monotonic() - e.stuck_for(), healthy, self._online)
             self._status()
         self.shutdown()
+        recorder.stopped()
         return code
 
     def _healthy(self) -> bool:

@@ -24,6 +24,7 @@ entity name, ``<device>_<name>`` slugified: we choose ``default_entity_id`` to b
 so every release creates the same ids. With the default client_id they are
 ``notify.mqtt2sms_sms``, ``sensor.mqtt2sms_queued``, ``sensor.mqtt2sms_sent_today``,
 ``sensor.mqtt2sms_suppressed_today``, ``sensor.mqtt2sms_failed_today``,
+``sensor.mqtt2sms_dry_runs_today``,
 ``sensor.mqtt2sms_last_sent``, ``sensor.mqtt2sms_last_error``.
 
 Availability. The sensors are unavailable while ``<base>/status`` says ``offline`` (their
@@ -231,6 +232,17 @@ def _entities(config: Config, incidents: bool, received: bool) -> Iterable[_Enti
     )
     yield _Entity(
         "failed_today", "sensor", "Failed today", counter("failed_today", "mdi:message-alert")
+    )
+    yield _Entity(
+        "dry_run_today",
+        "sensor",
+        "Dry runs today",
+        {
+            # texts a dry run (no `smtp`) wrote to the maildir: never counted as sent
+            **counter("dry_run_today", "mdi:email-off-outline"),
+            "value_template": "{{ value_json.dry_run_today | default(0) }}",
+            "entity_category": "diagnostic",
+        },
     )
     yield _Entity(
         "last_sent_at",

@@ -30,11 +30,15 @@ class Stats:
     failed_today: int = 0
     last_sent_at: str | None = None
     last_error: str | None = None
+    # texts a dry run (no `smtp`) wrote to the maildir: never counted as sent, and they
+    # never move last_sent_at, so Home Assistant shows no text that never left
+    dry_run_today: int = 0
 
     def roll(self, today: dt.date) -> None:
         if self.day != today.isoformat():
             self.day = today.isoformat()
             self.sent_today = self.suppressed_today = self.failed_today = 0
+            self.dry_run_today = 0
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -86,9 +90,11 @@ class EventSink:
         self.dirty = True
         self.stats_changed = True
 
-    def count(self, state: str, at: dt.datetime) -> None:
+    def count(self, state: str, at: dt.datetime, *, dry_run: bool = False) -> None:
         self.stats.roll(at.astimezone(self.tz).date())
-        if state == "sent":
+        if state == "sent" and dry_run:
+            self.stats.dry_run_today += 1
+        elif state == "sent":
             self.stats.sent_today += 1
             self.stats.last_sent_at = at.astimezone(self.tz).isoformat(timespec="seconds")
         elif state == "suppressed":
@@ -101,7 +107,7 @@ class EventSink:
 
     def emit(self, ev: Event) -> None:
         """Count, log and publish one outcome."""
-        self.count(ev.state, ev.at)
+        self.count(ev.state, ev.at, dry_run=bool(ev.extra.get("dry_run")))
         if ev.state == "suppressed" and ev.error and ev.error.startswith("daily cap"):
             self.set_error(ev.error)
         level = logging.INFO if ev.state in _QUIET else logging.WARNING
@@ -129,6 +135,7 @@ class EventSink:
             "sent_today": s.sent_today,
             "suppressed_today": s.suppressed_today,
             "failed_today": s.failed_today,
+            "dry_run_today": s.dry_run_today,
             "last_sent_at": s.last_sent_at,
             "last_error": s.last_error,
         }

@@ -10,6 +10,13 @@ in another process (``docker exec``, a HEALTHCHECK), reads the file and asks :fu
 Times are ``time.monotonic()``: CLOCK_MONOTONIC is system-wide on Linux, so two processes,
 in a container or not, read the same clock, and it never steps when NTP fixes a Pi's wall
 clock. The wall-clock time in the file is for a person only.
+
+A file can outlive its run. The daemon writes it as soon as it is up (not a tick later), marks
+it ``stopped`` at a clean exit, and names its pid with the process's start time (field 22 of
+``/proc/PID/stat``) and its pid namespace: the command believes a file only while that pid,
+started then, is alive (``os.kill(pid, 0)``), which a kill -9 or a reused pid ends at once.
+Read from another pid namespace (the host looking into a container's volume), the pid means
+nothing and only the file's age counts.
 """
 
 from __future__ import annotations
@@ -40,6 +47,11 @@ class Snapshot:
     watchdog_ok: bool  # the watchdog's own view: both loops alive, the sender not wedged
     broker_connected: bool
     broker_down_since: float | None  # monotonic; None while connected
+    # Added later (a file without them still reads): a clean exit's mark, and what tells
+    # the writer's process from another one that got its pid.
+    stopped: bool = False
+    pid_start: int | None = None  # field 22 of /proc/PID/stat: clock ticks after boot
+    pid_ns: str | None = None  # readlink of /proc/self/ns/pid, e.g. "pid:[4026531836]"
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1)
@@ -51,7 +63,8 @@ class Snapshot:
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}
-        if set(data) != names:
+        later = {"stopped", "pid_start", "pid_ns"}
+        if not names - later <= set(data) <= names:
             raise ValueError(f"fields {sorted(set(data) ^ names)} missing or unexpected")
         try:
             return cls(
@@ -65,6 +78,9 @@ class Snapshot:
                 broker_down_since=(
                     None if data["broker_down_since"] is None else float(data["broker_down_since"])
                 ),
+                stopped=bool(data.get("stopped", False)),
+                pid_start=None if data.get("pid_start") is None else int(data["pid_start"]),
+                pid_ns=None if data.get("pid_ns") is None else str(data["pid_ns"]),
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"bad field: {exc}") from exc
@@ -77,11 +93,18 @@ class Limits:
     stuck: float = 60.0  # only for the wording: a sender silent this long is called stuck
 
 
-def verdict(snap: Snapshot, now: float, limits: Limits) -> tuple[bool, str]:
+def verdict(
+    snap: Snapshot, now: float, limits: Limits, *, running: bool = True
+) -> tuple[bool, str]:
     """Is the daemon healthy at monotonic time ``now``? Returns (ok, a one-line reason).
 
-    Pure: ``now`` and ``limits`` come in; nothing is read.
+    ``running``: whether the process the snapshot names is alive (``process_running``).
+    Pure: ``now``, ``limits`` and ``running`` come in; nothing is read.
     """
+    if snap.stopped:
+        return False, f"the daemon (pid {snap.pid}) stopped at {snap.wall}"
+    if not running:
+        return False, f"the daemon (pid {snap.pid}) is not running"
     age = now - snap.mono
     if age > limits.stale:
         return False, f"no health report for {age:.0f}s (pid {snap.pid}): the daemon is not running"
@@ -115,6 +138,47 @@ def write(path: str, snap: Snapshot) -> None:
         raise
 
 
+def _proc_start(pid: int) -> int | None:
+    """The start time of ``pid`` (clock ticks after boot), or None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        # the command name (field 2) is in parentheses and may hold spaces and ")"
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _pid_ns() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def process_running(snap: Snapshot) -> bool:
+    """Is the process ``snap`` names alive: the same pid, started at the same time?
+
+    True when it cannot be told (the file was written in another pid namespace, or by a
+    version that did not say). Reads /proc and sends signal 0; raises nothing.
+    """
+    if snap.pid <= 0:
+        return False
+    if snap.pid_ns is not None and snap.pid_ns != _pid_ns():
+        return True  # another namespace: the pid is not ours to look up
+    try:
+        os.kill(snap.pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass  # EPERM: it exists, as another user
+    if snap.pid_start is not None:
+        started = _proc_start(snap.pid)
+        if started is not None and started != snap.pid_start:
+            return False  # the pid was reused by another process
+    return True
+
+
 def read(path: str) -> Snapshot:
     """Raises OSError or ValueError."""
     with open(path, encoding="utf-8") as f:
@@ -128,9 +192,20 @@ class Recorder:
         self.path = path
         self._down_since: float | None = time.monotonic()  # not connected yet at start
         self._last: Snapshot | None = None
+        self._pid_start = _proc_start(os.getpid())
+        self._pid_ns = _pid_ns()
 
-    def tick(self, sender_alive: bool, heartbeat: float, fed: bool, connected: bool) -> None:
-        """Never raises: a full disk must not stop the daemon (the file just goes stale)."""
+    def tick(
+        self,
+        sender_alive: bool,
+        heartbeat: float,
+        fed: bool,
+        connected: bool,
+        *,
+        force: bool = False,
+    ) -> None:
+        """Never raises: a full disk must not stop the daemon (the file just goes stale).
+        ``force``: write even if nothing changed (the first report of a run)."""
         now = time.monotonic()
         if connected:
             self._down_since = None
@@ -145,10 +220,13 @@ class Recorder:
             watchdog_ok=fed,
             broker_connected=connected,
             broker_down_since=self._down_since,
+            pid_start=self._pid_start,
+            pid_ns=self._pid_ns,
         )
         last = self._last
         if (
-            last is not None
+            not force
+            and last is not None
             and now - last.mono < EVERY
             and (last.sender_alive, last.watchdog_ok, last.broker_connected)
             == (sender_alive, fed, connected)
@@ -159,6 +237,15 @@ class Recorder:
         except OSError:
             return
         self._last = snap
+
+    def stopped(self) -> None:
+        """A clean exit: the file says so, and the command says unhealthy at once. Never
+        raises."""
+        last = self._last
+        if last is None:
+            return
+        with contextlib.suppress(OSError):
+            write(self.path, dataclasses.replace(last, mono=time.monotonic(), stopped=True))
 
 
 def command(state_dir: str, limits: Limits) -> int:
@@ -172,7 +259,7 @@ def command(state_dir: str, limits: Limits) -> int:
     except (OSError, ValueError) as exc:
         print(f"unhealthy: cannot read {path}: {exc}", file=sys.stderr)
         return 1
-    ok, reason = verdict(snap, time.monotonic(), limits)
+    ok, reason = verdict(snap, time.monotonic(), limits, running=process_running(snap))
     print(f"{'healthy' if ok else 'unhealthy'}: {reason} (reported {snap.wall})")
     return 0 if ok else 1
 

@@ -91,6 +91,7 @@ CREATE TABLE IF NOT EXISTS cooldowns (
     key TEXT NOT NULL,
     last_sent REAL NOT NULL,
     suppressed INTEGER NOT NULL DEFAULT 0,
+    digest TEXT,
     PRIMARY KEY (rule, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS recent (recipient TEXT PRIMARY KEY, times TEXT NOT NULL);
@@ -103,6 +104,8 @@ CREATE TABLE IF NOT EXISTS topics (
 
 # Columns added after the first release: (name, declaration), added to an older file at open.
 _ADDED_COLUMNS = (("hold_until", "REAL"), ("arrival", "REAL"))
+# Likewise for the cooldowns: the digest of the text that started a cooldown (None: unknown).
+_ADDED_COOLDOWN_COLUMNS = (("digest", "TEXT"),)
 
 
 def ts(t: dt.datetime) -> float:
@@ -177,6 +180,10 @@ class Outbox:
         for name, decl in _ADDED_COLUMNS:
             if name not in have:
                 self.db.execute(f"ALTER TABLE texts ADD COLUMN {name} {decl}")
+        have = {str(r[1]) for r in self.db.execute("PRAGMA table_info(cooldowns)")}
+        for name, decl in _ADDED_COOLDOWN_COLUMNS:
+            if name not in have:
+                self.db.execute(f"ALTER TABLE cooldowns ADD COLUMN {name} {decl}")
 
     def close(self) -> None:
         self.db.close()
@@ -400,11 +407,13 @@ class Outbox:
                 continue
         return recent
 
-    def get_cooldown(self, rule: str, key: str) -> tuple[float, int] | None:
+    def get_cooldown(self, rule: str, key: str) -> tuple[float, int, str | None] | None:
+        """(last_sent, suppressed, the digest of the text that started it), or None."""
         r = self.db.execute(
-            "SELECT last_sent, suppressed FROM cooldowns WHERE rule = ? AND key = ?", (rule, key)
+            "SELECT last_sent, suppressed, digest FROM cooldowns WHERE rule = ? AND key = ?",
+            (rule, key),
         ).fetchone()
-        return None if r is None else (float(r[0]), int(r[1]))
+        return None if r is None else (float(r[0]), int(r[1]), None if r[2] is None else str(r[2]))
 
     def cooldown_keys(self) -> list[tuple[str, str]]:
         return [(str(r), str(k)) for r, k in self.db.execute("SELECT rule, key FROM cooldowns")]
@@ -424,21 +433,23 @@ class Outbox:
 
     def save_throttle(
         self,
-        cooldowns: Mapping[tuple[str, str], tuple[float, int] | None],
+        cooldowns: Mapping[tuple[str, str], tuple[float, int, str | None] | None],
         recent: Mapping[str, tuple[float, ...] | None],
         kv: Mapping[str, str],
     ) -> None:
-        """Write what changed (None deletes), with the counters, in one transaction without
-        an fsync: a kill loses nothing, a power cut at most the last second's counts."""
+        """Write what changed (None deletes; a cooldown is (last_sent, suppressed, digest)),
+        with the counters, in one transaction without an fsync: a kill loses nothing, a
+        power cut at most the last second's counts."""
         with self._tx(durable=False) as db:
             gone = [k for k, v in cooldowns.items() if v is None]
             if gone:
                 db.executemany("DELETE FROM cooldowns WHERE rule = ? AND key = ?", gone)
             db.executemany(
-                "INSERT INTO cooldowns (rule, key, last_sent, suppressed) VALUES (?, ?, ?, ?)"
+                "INSERT INTO cooldowns (rule, key, last_sent, suppressed, digest)"
+                " VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT(rule, key) DO UPDATE SET last_sent = excluded.last_sent,"
-                " suppressed = excluded.suppressed",
-                [(r, k, v[0], v[1]) for (r, k), v in cooldowns.items() if v is not None],
+                " suppressed = excluded.suppressed, digest = excluded.digest",
+                [(r, k, *v) for (r, k), v in cooldowns.items() if v is not None],
             )
             db.executemany(
                 "DELETE FROM recent WHERE recipient = ?",

@@ -2,6 +2,7 @@
 
 Pure: no I/O and no clock. For each rule the message hits:
 
+    empty payload? -> one rejected event, no text
     retained? -> when -> recipients (rule `to`, else payload `to`, else defaults)
       -> key, message, subject (a failing template falls back, it never loses the alert)
       -> cooldown of (rule, key), once for the message
@@ -99,6 +100,23 @@ def route(
         return Routed(events=(ev,), state=state)
 
     text, parsed = decode_payload(message.payload)
+    if not text.strip():
+        # No alert: what `mosquitto_pub -r -n` sends to clear a retained message, or a
+        # sensor's empty ping. Never a text; a rejected event says why when a rule would have
+        # texted it (a rule with `when` filters its messages: it stays silent, as for any
+        # message its `when` does not hold for).
+        acting = [r for r in rules if (r.retained or not message.retained) and not r.when]
+        if not acting:
+            return Routed(state=state)
+        ev = Event(
+            id=alert_id,
+            state="rejected",
+            at=now,
+            rule=acting[0].name,
+            error="empty payload: no alert (a cleared retained message?)",
+            extra={"topic": message.topic},
+        )
+        return Routed(events=(ev,), state=state)
     out = _Builder(config, templates, message, now, tz, alert_id, state, text, parsed)
     out.elapsed = now if elapsed is None else elapsed
     for rule in rules:
@@ -247,8 +265,17 @@ class _Builder:
         if rule.options.subject:
             subject = self._render(rule, "subject", rule.options.subject, v) or None
 
+        # what the text says (before " (+N more)"): a high-priority message that repeats the
+        # text that started the cooldown is held by it like any other
+        said = throttle.digest(f"{subject or ''}\0{body}")
         cd = throttle.check_cooldown(
-            self.state, rule.name, key, rule.options.cooldown, priority, self.elapsed
+            self.state,
+            rule.name,
+            key,
+            rule.options.cooldown,
+            priority,
+            self.elapsed,
+            text_digest=said,
         )
         if not cd.allowed:
             self.state = throttle.note_suppressed(self.state, rule.name, key)
@@ -258,7 +285,8 @@ class _Builder:
                 "suppressed",
                 rule,
                 to=",".join(names) or None,
-                error=f"cooldown of {rule.name} for {key} until {until}",
+                error=f"cooldown of {rule.name} for {key} until {until}"
+                + (" (high priority, but the text repeats)" if priority == "high" else ""),
                 extra={"key": key, "until": until},
             )
             return
@@ -347,7 +375,9 @@ class _Builder:
                         )
                     )
         if any_accepted:
-            self.state = throttle.note_sent(self.state, rule.name, key, self.elapsed)
+            self.state = throttle.note_sent(
+                self.state, rule.name, key, self.elapsed, text_digest=said
+            )
 
     def _format(self, rule: cfg.Rule, body: str, suffix: str, subject: str | None) -> sms.Formatted:
         o = rule.options

@@ -18,12 +18,13 @@ calendar day and quiet hours are what a person reads, on the wall clock (``now``
 
 For each message a rule matches, the router does::
 
-    d = check_cooldown(state, rule, key, cooldown, priority, now)   # once per message
+    d = check_cooldown(state, rule, key, cooldown, priority, now,   # once per message
+                       text_digest=digest(text))  # high passes unless the text repeats
     if not d.allowed:
         state = note_suppressed(state, rule, key)        # counted for " (+N more)"
         return                                           # suppressed for every recipient
     text += f" (+{d.more} more)" if d.more else ""
-    state = note_sent(state, rule, key, now)             # cooldown runs from this one
+    state = note_sent(state, rule, key, now, text_digest=digest(text))  # runs from this
 
     for each recipient:
         r = check_recipient(state, recipient, parts, priority, limits, now, tz)
@@ -49,13 +50,16 @@ local on a DST night too. The window is ``[start, end)``; ``start > end`` spans 
 ``start == end`` is no window at all (config should warn about it).
 
 Cooldowns are per (rule, key) and run from the last message SENT, so a flapping sensor sends
-at most one text per cooldown. Rate entries and day counts are stored as UTC instants and a
-local date.
+at most one text per cooldown. ``high`` priority passes a cooldown unless its text repeats the
+one that started it (the entry keeps a ``digest`` of that text, never the text): a smoke alarm
+gets through a busy rule's cooldown, a wet leak sensor texts once per cooldown.
+Rate entries and day counts are stored as UTC instants and a local date.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -75,6 +79,7 @@ __all__ = [
     "check_cooldown",
     "check_recipient",
     "day_count",
+    "digest",
     "from_json",
     "note_accepted",
     "note_deferred",
@@ -97,10 +102,16 @@ DEFAULT_COOLDOWN_HORIZON = 86400.0
 
 @dataclass(frozen=True)
 class CooldownEntry:
-    """The last text sent for one (rule, key), and the messages suppressed since."""
+    """The last text sent for one (rule, key), and the messages suppressed since.
+
+    ``digest``: ``digest()`` of the text that started this cooldown (None: not known, such
+    as an entry saved by an older version): a ``high`` message passes the cooldown unless
+    its text has this digest.
+    """
 
     last_sent: dt.datetime
     suppressed: int = 0
+    digest: str | None = None
 
 
 class Layer(Mapping[Any, Any]):
@@ -255,6 +266,12 @@ def _rate_active(rate: Rate | None) -> bool:
 # --------------------------------------------------------------------------- cooldown
 
 
+def digest(text: str) -> str:
+    """A short digest of a text, to tell whether a message repeats the one that started a
+    cooldown without keeping the text itself. Raises: nothing."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+
+
 def check_cooldown(
     state: ThrottleState,
     rule: str,
@@ -262,12 +279,17 @@ def check_cooldown(
     cooldown: float,
     priority: str,
     now: dt.datetime,
+    *,
+    text_digest: str | None = None,
 ) -> CooldownDecision:
     """Decide whether a message for (rule, key) passes its cooldown.
 
     In: the state, the rule name and rendered key, the rule's cooldown in seconds (0: none),
-    the priority (``"high"`` always passes) and the aware ``now``.
-    Out: a ``CooldownDecision``; ``more`` is reported whether or not it is allowed.
+    the priority, the aware ``now`` and ``text_digest``, the ``digest()`` of this message's
+    text. ``"high"`` passes the cooldown unless its text repeats the one that started it
+    (the entry's digest equals ``text_digest``; an unknown digest on either side passes):
+    a smoke alarm gets through a busy rule's cooldown, a wet sensor repeating itself does
+    not. Out: a ``CooldownDecision``; ``more`` is reported whether or not it is allowed.
     Raises: ``ValueError`` if ``now`` is naive.
 
     The cooldown runs from the last message sent. If the clock stepped back before that
@@ -278,7 +300,11 @@ def check_cooldown(
     if entry is None:
         return CooldownDecision(allowed=True)
     more = entry.suppressed
-    if priority == HIGH or cooldown <= 0:
+    if cooldown <= 0:
+        return CooldownDecision(allowed=True, more=more)
+    if priority == HIGH and (
+        text_digest is None or entry.digest is None or entry.digest != text_digest
+    ):
         return CooldownDecision(allowed=True, more=more)
     span = dt.timedelta(seconds=cooldown)
     until = min(entry.last_sent + span, now + span)
@@ -302,14 +328,22 @@ def note_suppressed(state: ThrottleState, rule: str, key: str) -> ThrottleState:
     return replace(state, cooldowns=cooldowns)
 
 
-def note_sent(state: ThrottleState, rule: str, key: str, now: dt.datetime) -> ThrottleState:
+def note_sent(
+    state: ThrottleState,
+    rule: str,
+    key: str,
+    now: dt.datetime,
+    *,
+    text_digest: str | None = None,
+) -> ThrottleState:
     """Record that a message for (rule, key) passed its cooldown and was sent at ``now``.
 
-    In: the state, rule, key and aware ``now``. Out: the new state, with ``last_sent = now``
-    and the suppressed count back to 0. Raises: ``ValueError`` if ``now`` is naive.
+    In: the state, rule, key, aware ``now`` and the ``digest()`` of the text sent (it
+    started this cooldown). Out: the new state, with ``last_sent = now``, the digest and
+    the suppressed count back to 0. Raises: ``ValueError`` if ``now`` is naive.
     """
     now = _aware("now", now)
-    entry = CooldownEntry(last_sent=now, suppressed=0)
+    entry = CooldownEntry(last_sent=now, suppressed=0, digest=text_digest)
     return replace(state, cooldowns=_frozen(state.cooldowns).with_((rule, key), entry))
 
 
@@ -538,6 +572,7 @@ def to_json(state: ThrottleState) -> str:
                 "key": key,
                 "last_sent": entry.last_sent.isoformat(),
                 "suppressed": entry.suppressed,
+                **({"digest": entry.digest} if entry.digest is not None else {}),
             }
             for (rule, key), entry in sorted(state.cooldowns.items())
         ],
@@ -593,6 +628,11 @@ def parse_json(text: str) -> ThrottleState:
         cooldowns[(rule, key)] = CooldownEntry(
             last_sent=_instant(item.get("last_sent"), f"cooldowns[{i}].last_sent"),
             suppressed=_count(item.get("suppressed", 0), f"cooldowns[{i}].suppressed"),
+            digest=(
+                None
+                if item.get("digest") is None
+                else _str(item.get("digest"), f"cooldowns[{i}].digest")
+            ),
         )
     recent: dict[str, tuple[dt.datetime, ...]] = {}
     raw_recent = doc.get("recent", {})

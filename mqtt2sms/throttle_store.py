@@ -46,7 +46,7 @@ class CooldownView(Mapping[tuple[str, str], throttle.CooldownEntry]):
         got = self.outbox.get_cooldown(*k)
         if got is None:
             raise KeyError(k)
-        return throttle.CooldownEntry(elapsed.instant(got[0]), got[1])
+        return throttle.CooldownEntry(elapsed.instant(got[0]), got[1], got[2])
 
     def __setitem__(self, k: tuple[str, str], v: throttle.CooldownEntry) -> None:
         self.pending[k] = v
@@ -164,14 +164,18 @@ class LiveThrottle:
     def save(self, kv: Mapping[str, str]) -> None:
         """Write what changed, with ``kv`` (the counters, the clock), in one transaction
         without an fsync. Raises StorageError; nothing is marked saved then."""
-        cds: dict[tuple[str, str], tuple[float, int] | None] = {}
+        cds: dict[tuple[str, str], tuple[float, int, str | None] | None] = {}
         written: dict[tuple[str, str], object] = {}
         for k in self.dirty_cooldowns:
             if k not in self.cooldowns.pending:
                 continue
             entry = self.cooldowns.pending[k]
             written[k] = entry
-            cds[k] = None if entry is None else (elapsed.seconds(entry.last_sent), entry.suppressed)
+            cds[k] = (
+                None
+                if entry is None
+                else (elapsed.seconds(entry.last_sent), entry.suppressed, entry.digest)
+            )
         rec: dict[str, tuple[float, ...] | None] = {
             r: tuple(elapsed.seconds(t) for t in self.recent.get(r, ())) or None
             for r in self.dirty_recent

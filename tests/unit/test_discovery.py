@@ -117,6 +117,7 @@ def test_the_default_entities() -> None:
         "sent_today",
         "suppressed_today",
         "failed_today",
+        "dry_run_today",
         "last_sent_at",
         "last_error",
     }
@@ -169,10 +170,11 @@ def test_entity_ids(config: Config) -> None:
         "sensor.mqtt2sms_sent_today",
         "sensor.mqtt2sms_suppressed_today",
         "sensor.mqtt2sms_failed_today",
+        "sensor.mqtt2sms_dry_runs_today",
         "sensor.mqtt2sms_last_sent",
         "sensor.mqtt2sms_last_error",
     ]
-    assert entity_ids(config, **FULL)[7:] == [
+    assert entity_ids(config, **FULL)[8:] == [
         "sensor.mqtt2sms_open_incidents",
         "button.mqtt2sms_acknowledge_all",
         "event.mqtt2sms_incident",
@@ -231,6 +233,10 @@ def test_value_templates_read_the_stats(config: Config) -> None:
     never = {**STATS, "last_sent_at": None, "last_error": "SMTP 535 authentication failed"}
     assert _render(cmps["last_sent_at"]["value_template"], never) == "None"
     assert _render(cmps["last_error"]["value_template"], never) == "SMTP 535 authentication failed"
+    # texts a dry run wrote are their own counter (0 from a daemon that predates it)
+    assert _render(cmps["dry_run_today"]["value_template"], {**STATS, "dry_run_today": 3}) == "3"
+    assert _render(cmps["dry_run_today"]["value_template"], STATS) == "0"
+    assert cmps["dry_run_today"]["state_class"] == "total_increasing"
     long_error = {**STATS, "last_error": "x" * 1000}
     assert len(_render(cmps["last_error"]["value_template"], long_error)) == 255
 

@@ -199,6 +199,28 @@ def test_a_payload_over_64_kib_is_one_rejected_event_and_no_text() -> None:
     assert routed.events[0].error is not None and "64 KiB" in routed.events[0].error
 
 
+@pytest.mark.parametrize("payload", [b"", b" ", b"\n", b" \t\r\n ", "\u00a0\u2003".encode()])
+@pytest.mark.parametrize("topic", [ALERTS, "home/door"])
+def test_an_empty_payload_is_no_alert_but_one_rejected_event(payload: bytes, topic: str) -> None:
+    cfg = config("rules:\n  - {name: door, topic: home/door, to: [family]}\n")
+    routed = run(cfg, topic, payload)
+    assert routed.texts == ()
+    assert states(routed) == ["rejected"]
+    assert routed.events[0].error is not None and "empty payload" in routed.events[0].error
+    assert routed.state is throttle.EMPTY
+
+
+def test_a_cleared_retained_message_on_a_rule_that_ignores_retained_is_nothing() -> None:
+    routed = run(config(), ALERTS, b"", retained=True)
+    assert routed == Routed(state=throttle.EMPTY)
+
+
+def test_an_empty_payload_on_a_rule_with_when_is_silent_even_if_when_would_hold() -> None:
+    cfg = config("rules:\n  - {name: door, topic: home/door, when: 'true'}\n")
+    assert run(cfg, "home/door", b"  ") == Routed(state=throttle.EMPTY)
+    assert sent_to(run(cfg, "home/door", b"open")) == ["alex"]
+
+
 def test_a_payload_of_exactly_64_kib_is_texted() -> None:
     routed = run(config(), ALERTS, b"x" * MAX_PAYLOAD)
     assert sent_to(routed) == ["alex"]
@@ -475,31 +497,85 @@ def test_cooldown_is_per_key() -> None:
     assert sent_to(other) == ["alex"]
 
 
-def test_high_priority_passes_the_cooldown() -> None:
+def test_high_priority_passes_the_cooldown_with_a_new_text() -> None:
     cfg = config(COOLDOWN)
     first = run(cfg, "home/motion", "Motion")
-    normal = run(cfg, "home/motion", "Motion", state=first.state, now=NOW + dt.timedelta(minutes=1))
+    normal = run(cfg, "home/motion", "Smoke", state=first.state, now=NOW + dt.timedelta(minutes=1))
     assert normal.texts == ()
     high = config(COOLDOWN.replace("cooldown: 10m", "cooldown: 10m\n    priority: high"))
     first = run(high, "home/motion", "Motion")
-    again = run(high, "home/motion", "Motion", state=first.state, now=NOW + dt.timedelta(minutes=1))
+    again = run(high, "home/motion", "Smoke", state=first.state, now=NOW + dt.timedelta(minutes=1))
     assert sent_to(again) == ["alex", "sam"]
     assert {t.priority for t in again.texts} == {"high"}
 
 
-def test_payload_high_priority_passes_the_cooldown_of_the_alert_rule() -> None:
+WET_LEAK = """
+rules:
+  - name: leak
+    topic: home/+/leak
+    message: "Water leak: {{ topic_parts[1] }}"
+    to: [family]
+    cooldown: 15m
+    priority: high
+"""
+
+
+def test_a_high_priority_text_that_repeats_is_held_by_the_cooldown_once_per_cooldown() -> None:
+    cfg = config(WET_LEAK)
+    state = throttle.EMPTY
+    bodies: list[list[str]] = []
+    for i in range(30):  # a wet sensor every 30 s for 15 minutes
+        now = NOW + dt.timedelta(seconds=30 * i)
+        r = run(cfg, "home/basement/leak", '{"water_leak": true}', state=state, now=now)
+        bodies.append([t.body for t in r.texts])
+        if i:
+            assert states(r) == ["suppressed"]
+            assert r.events[0].error is not None and "repeats" in r.events[0].error
+        state = r.state
+    assert bodies[0] == ["Water leak: basement", "Water leak: basement"]
+    assert all(b == [] for b in bodies[1:])
+    after = run(cfg, "home/basement/leak", "{}", state=state, now=NOW + dt.timedelta(minutes=15))
+    assert [t.body for t in after.texts] == ["Water leak: basement (+29 more)"] * 2
+
+
+def test_a_high_priority_text_that_differs_passes_and_starts_the_cooldown_again() -> None:
+    cfg = config(WET_LEAK.replace('"Water leak: {{ topic_parts[1] }}"', "'{{ value }}'"))
+    first = run(cfg, "home/basement/leak", "wet")
+    held = run(
+        cfg, "home/basement/leak", "wet", state=first.state, now=NOW + dt.timedelta(minutes=1)
+    )
+    assert states(held) == ["suppressed"]
+    later = NOW + dt.timedelta(minutes=2)
+    other = run(cfg, "home/basement/leak", "flooded", state=held.state, now=later)
+    assert [t.body for t in other.texts] == ["flooded (+1 more)"] * 2
+    # the cooldown now started with "flooded": "wet" is new again, "flooded" repeats
+    wet = run(cfg, "home/basement/leak", "wet", state=other.state, now=later)
+    assert sent_to(wet) == ["alex", "sam"]
+    again = run(cfg, "home/basement/leak", "wet", state=wet.state, now=later)
+    assert states(again) == ["suppressed"]
+
+
+def test_payload_high_priority_passes_the_cooldown_of_the_alert_rule_with_a_new_text() -> None:
     cfg = config(base=BASE.replace("defaults:\n", "defaults:\n  cooldown: 10m\n"))
     first = run(cfg, ALERTS, "Smoke")
-    normal = run(cfg, ALERTS, "Smoke", state=first.state, now=NOW + dt.timedelta(minutes=1))
+    normal = run(cfg, ALERTS, "Fire", state=first.state, now=NOW + dt.timedelta(minutes=1))
     assert states(normal) == ["suppressed"]
-    high = run(
+    same = run(
         cfg,
         ALERTS,
         '{"message": "Smoke", "priority": "high"}',
         state=normal.state,
         now=NOW + dt.timedelta(minutes=2),
     )
-    assert [t.body for t in high.texts] == ["Smoke (+1 more)"]
+    assert states(same) == ["suppressed"]
+    high = run(
+        cfg,
+        ALERTS,
+        '{"message": "Fire", "priority": "high"}',
+        state=same.state,
+        now=NOW + dt.timedelta(minutes=3),
+    )
+    assert [t.body for t in high.texts] == ["Fire (+2 more)"]
 
 
 # --------------------------------------------------------------------------- per recipient

@@ -19,6 +19,7 @@ from mqtt2sms.throttle import (
     check_cooldown,
     check_recipient,
     day_count,
+    digest,
     from_json,
     note_accepted,
     note_deferred,
@@ -105,6 +106,63 @@ def test_high_priority_passes_the_cooldown_and_still_reports_more() -> None:
     s = note_suppressed(note_sent(EMPTY, "smoke", "k", T0), "smoke", "k")
     d = check_cooldown(s, "smoke", "k", 900, "high", at(1))
     assert (d.allowed, d.until, d.more) == (True, None, 1)
+
+
+def test_high_priority_that_repeats_the_text_that_started_the_cooldown_is_held() -> None:
+    wet = digest("Water leak: basement")
+    s = note_sent(EMPTY, "leak", "k", T0, text_digest=wet)
+    d = check_cooldown(s, "leak", "k", 900, "high", at(30), text_digest=wet)
+    assert (d.allowed, d.until, d.more) == (False, at(900), 0)
+    s = note_suppressed(s, "leak", "k")
+    assert check_cooldown(s, "leak", "k", 900, "high", at(60), text_digest=wet).more == 1
+    # a new text passes (and reports what was held), the cooldown's end still releases it
+    d = check_cooldown(s, "leak", "k", 900, "high", at(60), text_digest=digest("Smoke"))
+    assert (d.allowed, d.more) == (True, 1)
+    assert check_cooldown(s, "leak", "k", 900, "high", at(900), text_digest=wet).allowed
+
+
+def test_high_priority_passes_when_either_digest_is_unknown() -> None:
+    old = note_sent(EMPTY, "leak", "k", T0)  # an entry saved before digests were kept
+    assert check_cooldown(old, "leak", "k", 900, "high", at(1), text_digest=digest("x")).allowed
+    s = note_sent(EMPTY, "leak", "k", T0, text_digest=digest("x"))
+    assert check_cooldown(s, "leak", "k", 900, "high", at(1)).allowed
+    assert not check_cooldown(s, "leak", "k", 900, "normal", at(1), text_digest="other").allowed
+
+
+def test_note_sent_keeps_the_digest_of_the_text_that_started_the_cooldown() -> None:
+    s = note_sent(EMPTY, "leak", "k", T0, text_digest=digest("a"))
+    assert s.cooldowns[("leak", "k")] == CooldownEntry(T0, 0, digest("a"))
+    assert digest("a") != digest("b") and len(digest("a")) == 24
+    assert digest("\udcff") == digest("\udcff")  # never raises, even on a lone surrogate
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    texts=st.lists(st.sampled_from(["wet", "dry", "smoke"]), min_size=1, max_size=40),
+    gaps=st.lists(st.integers(min_value=0, max_value=400), min_size=40, max_size=40),
+    cooldown=st.integers(min_value=1, max_value=1800),
+)
+def test_high_priority_sends_a_text_at_most_once_per_cooldown_and_counts_every_one_held(
+    texts: list[str], gaps: list[int], cooldown: int
+) -> None:
+    """The router's use, on a high-priority rule: for each message check, then note."""
+    s = EMPTY
+    now = T0
+    started: dict[str, dt.datetime] = {}  # text -> when it last started the cooldown
+    held = 0
+    last: str | None = None
+    for text, gap in zip(texts, gaps, strict=False):
+        now = at(gap, now)
+        d = check_cooldown(s, "r", "k", cooldown, "high", now, text_digest=digest(text))
+        repeat = text == last and now - started[text] < dt.timedelta(seconds=cooldown)
+        assert d.allowed is not repeat
+        assert d.more == held
+        if d.allowed:
+            s = note_sent(s, "r", "k", now, text_digest=digest(text))
+            started[text], last, held = now, text, 0
+        else:
+            s = note_suppressed(s, "r", "k")
+            held += 1
 
 
 def test_zero_cooldown_always_passes() -> None:
@@ -403,7 +461,7 @@ def test_prune() -> None:
 
 
 def test_json_round_trip() -> None:
-    s = note_sent(EMPTY, "leak", "zigbee2mqtt/bath/leak", T0)
+    s = note_sent(EMPTY, "leak", "zigbee2mqtt/bath/leak", T0, text_digest=digest("wet"))
     s = note_suppressed(s, "leak", "zigbee2mqtt/bath/leak")
     s = note_sent(s, "smoke", "ключ ✓", at(5))
     s = note_accepted(s, "alex", 2, at(10), BERLIN, 3600)
