@@ -11,10 +11,8 @@ import json
 import logging
 import os
 import re
-import sqlite3
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mqtt2sms import __version__, addon, carriers, elapsed, health, throttle
@@ -22,6 +20,7 @@ from mqtt2sms import config as cfg
 from mqtt2sms.errors import ConfigError, DeliveryError
 
 if TYPE_CHECKING:
+    from mqtt2sms.clock import Clock
     from mqtt2sms.outbox import Outbox
 
 log = logging.getLogger("mqtt2sms")
@@ -278,21 +277,35 @@ def cmd_check(config: cfg.Config, probe: bool, env: Mapping[str, str] | None = N
 # --------------------------------------------------------------------------- test
 
 
-def _read_throttle(config: cfg.Config) -> throttle.ThrottleState:
-    from mqtt2sms.system import outbox_path
+@contextlib.contextmanager
+def _live_throttle(
+    config: cfg.Config,
+) -> Iterator[tuple[throttle.ThrottleState, dt.datetime | None]]:
+    """The throttle state the daemon holds (its per-key store in the outbox) and now on its
+    throttle axis; an empty state when there is no outbox yet or it cannot be read."""
+    from mqtt2sms.errors import StorageError
+    from mqtt2sms.outbox import Outbox
+    from mqtt2sms.system import outbox_path, utcnow
+    from mqtt2sms.throttle_store import LiveThrottle
 
     path = outbox_path(config)
-    if not os.path.exists(path):
-        return throttle.ThrottleState.empty()
+    box = None
+    if os.path.exists(path):
+        with contextlib.suppress(StorageError):
+            box = Outbox(path)
+    if box is None:
+        yield throttle.ThrottleState.empty(), None
+        return
     try:
-        db = sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True, timeout=5)
+        clock = _daemon_clock(box)
         try:
-            row = db.execute("SELECT v FROM kv WHERE k = 'throttle'").fetchone()
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return throttle.ThrottleState.empty()
-    return throttle.from_json(row[0] if row else "")
+            live = LiveThrottle(box, clock.now_e(), utcnow())
+        except StorageError:
+            yield throttle.ThrottleState.empty(), None
+            return
+        yield live.view(), clock.throttle_now()
+    finally:
+        box.close()
 
 
 def cmd_test(
@@ -305,7 +318,8 @@ def cmd_test(
 
     now = utcnow()
     msg = Message(topic=topic, payload=payload.encode("utf-8", "surrogateescape"), received_at=now)
-    routed = route(config, Templates(), msg, _read_throttle(config), now, local_tz(env), "test")
+    with _live_throttle(config) as (state, t_now):
+        routed = route(config, Templates(), msg, state, now, local_tz(env), "test", elapsed=t_now)
     whens = {r.name: r.when for r in config.rules}
     charsets = {rule: (charset, reason) for rule, charset, reason in routed.charsets}
     if as_json:
@@ -432,14 +446,20 @@ def _age(seconds: float) -> str:
     return f"{seconds // 86400}d"
 
 
-def _elapsed_now(box: Outbox) -> float:
-    """Now on the daemon's elapsed axis (the outbox's times are on it), from its saved clock."""
+def _daemon_clock(box: Outbox) -> Clock:
+    """The daemon's clocks as it saved them: its elapsed axis (the outbox's times are on it)
+    and its throttle axis."""
     import time
 
-    from mqtt2sms.system import read_boot_id
+    from mqtt2sms.clock import Clock
+    from mqtt2sms.system import read_boot_id, utcnow
 
-    saved = elapsed.Saved.from_json(box.get_kv("clock"))
-    return elapsed.resume(saved, time.monotonic(), time.time(), read_boot_id())
+    return Clock(utcnow, time.monotonic, read_boot_id(), box.get_kv("clock"), box.get_kv("ahead"))
+
+
+def _elapsed_now(box: Outbox) -> float:
+    """Now on the daemon's elapsed axis."""
+    return _daemon_clock(box).now_e()
 
 
 def cmd_queue(config: cfg.Config, action: str, text_id: str | None, show_all: bool) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -148,5 +150,39 @@ def test_quiet_hours_defer_normal_and_let_high_through(
     # the normal text was deferred (an event above) and the high one sent: both are handled
     wait_for(lambda: w.states("sent"), 10, "the sent event of the high-priority text")
     assert [m.body for m in sink.mails] == ["smoke!"]
+    d.stop()
+    w.close()
+
+
+def test_the_test_command_shows_a_running_daemons_live_cooldown_and_rate(
+    mosquitto: Mosquitto, sink: Sink, daemon_factory: Any
+) -> None:
+    extra = (
+        LEAK.format(cooldown="1h")
+        + "limits: {per_recipient: 1/h, daily_cap: 0}\ndefaults: {to: [family]}\n"
+    )
+    d, w = _run(mosquitto, sink, daemon_factory, extra)
+    w.publish("sensors/kitchen/leak", "wet")
+    wait_for(lambda: len(sink.mails) >= 2, 10, "a text to each of the family")
+    time.sleep(1.5)  # the daemon saves its throttle state at most once a second
+
+    def test_cmd(topic: str, payload: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "mqtt2sms", "test", "-c", str(d.config), topic, payload],
+            env=d.env,
+            cwd=d.tmp,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    cooled = test_cmd("sensors/kitchen/leak", "wet")
+    assert "suppressed family: cooldown of leak for sensors/kitchen/leak" in cooled
+    # another key of the rule: no cooldown, but each had their one text of the hour
+    rated = test_cmd("sensors/attic/leak", "wet")
+    assert "cooldown" not in rated
+    assert "suppressed alex: rate" in rated and "suppressed sam: rate" in rated
     d.stop()
     w.close()
