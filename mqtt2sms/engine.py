@@ -47,12 +47,13 @@ from mqtt2sms.errors import StorageError, TransitionError
 from mqtt2sms.events import EventSink, Stats
 from mqtt2sms.model import Event, Message, Text
 from mqtt2sms.outbox import Outbox, Row, ts
+from mqtt2sms.polling import Poller, received_body
 from mqtt2sms.render import Templates
 from mqtt2sms.router import Routed, route
 from mqtt2sms.system import read_boot_id, utcnow
 from mqtt2sms.throttle_store import LiveThrottle
 from mqtt2sms.transports import registry
-from mqtt2sms.transports.base import OutgoingText, ReceivedText, Receiving, Reporting, Transport
+from mqtt2sms.transports.base import OutgoingText, Transport
 from mqtt2sms.workers import Done, InlineWorker, Job, Worker
 
 log = logging.getLogger("mqtt2sms")
@@ -191,9 +192,7 @@ class Engine:
         self._stats_at = -1e18
         self._pruned_at = mono()
         self._data_version = outbox.data_version()
-        self.poll_every = poll_every
-        self._polls: dict[tuple[str, str], float] = {}  # (transport, kind) -> last asked
-        self._polling: set[tuple[str, str]] = set()
+        self.poller = Poller(poll_every)
         self.thread = threading.Thread(target=self._main, name="engine", daemon=True)
 
     # -- clocks ----------------------------------------------------------------------------
@@ -1050,42 +1049,29 @@ class Engine:
 
     # -- reports and received texts --------------------------------------------------------
 
-    def _receives(self, name: str) -> bool:
-        if name == "modem":
-            return self.config.modem is not None
-        section = getattr(self.config, name, None)
-        return bool(getattr(section, "receive", False))
-
     def _poll(self) -> None:
         """Ask the ways out that can tell for delivery reports and received texts."""
-        m = self.mono()
+        m, now = self.mono(), self._now()
+        since = self.now_e() - max(self.config.limits.max_age, 3600.0)
         for name, t in self.transports.items():
             worker = self.workers.get(name)
-            if worker is None or self.health.get(name, delivery.HEALTHY).is_down(self._now()):
+            if worker is None or self.health.get(name, delivery.HEALTHY).is_down(now):
                 continue
-            for kind in ("reports", "receive"):
-                key = (name, kind)
-                every = float(getattr(getattr(self.config, name, None), "poll", self.poll_every))
-                if key in self._polling or m - self._polls.get(key, -1e18) < every:
-                    continue
-                job: Job | None = None
-                if kind == "reports" and isinstance(t, Reporting):
-                    since = self.now_e() - max(self.config.limits.max_age, 3600.0)
-                    ids = self._try_db(functools.partial(self.outbox.awaiting_reports, name, since))
-                    if ids:
-                        job = Job(f"{kind}:{name}", kind="reports", ids=tuple(ids))
-                elif kind == "receive" and isinstance(t, Receiving) and self._receives(name):
-                    job = Job(
-                        f"{kind}:{name}", kind="receive", mark=self.outbox.get_kv(f"mark:{name}")
-                    )
-                self._polls[key] = m
-                if job is not None:
-                    self._polling.add(key)
-                    worker.put(job)
+            awaiting = functools.partial(self._awaiting, name, since)
+            mark = functools.partial(self._try_db, functools.partial(self._mark, name))
+            for job in self.poller.due(name, t, m, awaiting, mark):
+                worker.put(job)
+
+    def _awaiting(self, name: str, since: float) -> list[str]:
+        got = self._try_db(functools.partial(self.outbox.awaiting_reports, name, since))
+        return got or []
+
+    def _mark(self, name: str) -> str | None:
+        return self.outbox.get_kv(f"mark:{name}")
 
     def _polled(self, done: Done) -> None:
         name = done.transport
-        self._polling.discard((name, done.job.kind))
+        self.poller.answered(name, done.job.kind)
         if done.error:
             log.warning("%s: asking for %s failed: %s", name, done.job.kind, done.error)
             return
@@ -1115,29 +1101,10 @@ class Engine:
             self.sink.emit(self._row_event(row, ar.event, tr, rep.detail or None, via=name))
         if done.job.kind == "receive" and done.mark is not None:
             for rx in done.received:
-                self._received(name, rx)
+                body = received_body(self.config, name, rx, self.wall())
+                if body is not None:
+                    self.sink.publish_json("received", body)
             self._try_db(lambda: self.outbox.set_kv({f"mark:{name}": str(done.mark)}))
-
-    def _received(self, via: str, rx: ReceivedText) -> None:
-        contact = next(
-            (
-                c.name
-                for c in self.config.contacts.values()
-                if rx.sender in (c.e164, c.gateway_address)
-            ),
-            None,
-        )
-        if self.config.received == "none" or (
-            self.config.received == "contacts" and contact is None
-        ):
-            return
-        at = (
-            rx.at.isoformat(timespec="seconds")
-            if rx.at
-            else self.wall().isoformat(timespec="seconds")
-        )
-        body = {"from": rx.sender, "contact": contact, "text": rx.text, "via": via, "at": at}
-        self.sink.publish_json("received", body)
 
     def publish_stats(self) -> None:
         self._stats_at = self.mono()

@@ -30,7 +30,8 @@ class FakeTransport:
     ``script`` is either a callable (given the text; returns a ``Receipt`` or raises) or a
     sequence of outcomes used one per send: a ``Receipt`` is returned, an exception raised,
     ``None`` means the default receipt. Once the sequence runs out every send succeeds.
-    ``probe_error``, when set, is raised by ``probe``.
+    ``probe_error``, when set, is raised by ``probe``. ``poll_every`` and ``receives`` are
+    what a way out tells the engine's poller (see ``polling.py``).
     """
 
     def __init__(
@@ -39,8 +40,12 @@ class FakeTransport:
         script: Script | None = None,
         *,
         probe_error: BaseException | None = None,
+        poll_every: float = 15.0,
+        receives: bool = False,
     ) -> None:
         self.name = name
+        self.poll_every = poll_every  # how often the engine asks for reports and texts
+        self.receives = receives  # whether it reads received texts
         self.sent: list[OutgoingText] = []
         self.delivered: list[OutgoingText] = []
         self.closed = 0

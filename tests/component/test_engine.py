@@ -519,6 +519,7 @@ def test_received_texts_are_published_after_the_first_look(tmp_path: Path) -> No
     text = BASE.replace('"+15550001111"}', '"+15550001111", receive: true}')
     text += "defaults: {to: [alex]}\n"
     rig.loaded = parse_config(text, "config.yaml", {"STATE_DIRECTORY": str(tmp_path)})
+    rig.twilio.receives = True  # what the registry builds from `receive: true`
     rig.twilio.inbox.append(ReceivedText("+15551234567", "old, already there"))
     rig.restart()
     rig.tick(16)  # the first look takes the mark

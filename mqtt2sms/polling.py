@@ -1,0 +1,93 @@
+"""Asking the ways out for delivery reports and received texts.
+
+Theory of operation. A way out that can tell (``transports.base.Reporting`` /
+``Receiving``) is asked on a schedule kept here, through its own worker (a slow phone holds
+back no other way out): each way out says how often (``poll_every``) and whether it reads
+received texts at all (``receives``); nothing here knows a way out by its name. One question
+of each kind is out at a time per way out; a way out that is down is not asked.
+
+``received_body`` decides, without I/O, what a received text becomes on
+``<base>/received``: who sent it (a contact, or a stranger) and whether ``received:`` lets it
+be published.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Literal
+
+from mqtt2sms import config as cfg
+from mqtt2sms.transports.base import ReceivedText, Receiving, Reporting, Transport
+from mqtt2sms.workers import Job
+
+Kind = Literal["reports", "receive"]
+DEFAULT_EVERY = 15.0  # seconds, for a way out that does not say
+
+
+def every(transport: Transport, default: float = DEFAULT_EVERY) -> float:
+    """How often ``transport`` is asked, in seconds: its own word, else ``default``."""
+    value = getattr(transport, "poll_every", None)
+    return float(value) if isinstance(value, int | float) and value > 0 else default
+
+
+def receives(transport: Transport) -> bool:
+    """Whether ``transport`` reads received texts (it can, and it was told to)."""
+    return isinstance(transport, Receiving) and bool(getattr(transport, "receives", False))
+
+
+class Poller:
+    """When each way out is next asked for what; the engine owns one."""
+
+    def __init__(self, default_every: float = DEFAULT_EVERY) -> None:
+        self.default_every = default_every
+        self._asked: dict[tuple[str, Kind], float] = {}  # monotonic: when it was last asked
+        self._out: set[tuple[str, Kind]] = set()  # asked, no answer yet
+
+    def due(
+        self,
+        name: str,
+        transport: Transport,
+        mono: float,
+        awaiting: Callable[[], list[str]],
+        mark: Callable[[], str | None],
+    ) -> list[Job]:
+        """The questions to put to ``transport`` now. ``awaiting`` gives the remote ids of
+        texts it took that have no final report yet; ``mark`` its high-water mark."""
+        jobs: list[Job] = []
+        interval = every(transport, self.default_every)
+        for kind in ("reports", "receive"):
+            key: tuple[str, Kind] = (name, kind)
+            if key in self._out or mono - self._asked.get(key, -1e18) < interval:
+                continue
+            self._asked[key] = mono
+            job: Job | None = None
+            if kind == "reports" and isinstance(transport, Reporting):
+                ids = awaiting()
+                if ids:
+                    job = Job(f"reports:{name}", kind="reports", ids=tuple(ids))
+            elif kind == "receive" and receives(transport):
+                job = Job(f"receive:{name}", kind="receive", mark=mark())
+            if job is not None:
+                self._out.add(key)
+                jobs.append(job)
+        return jobs
+
+    def answered(self, name: str, kind: str) -> None:
+        """The answer to ``name``'s question of ``kind`` came back (or failed)."""
+        self._out.discard((name, kind))
+
+
+def received_body(
+    config: cfg.Config, via: str, rx: ReceivedText, wall: dt.datetime
+) -> dict[str, object] | None:
+    """What ``rx`` becomes on ``<base>/received``, or None when ``received:`` keeps it back
+    (``none``; ``contacts`` and a stranger)."""
+    contact = next(
+        (c.name for c in config.contacts.values() if rx.sender in (c.e164, c.gateway_address)),
+        None,
+    )
+    if config.received == "none" or (config.received == "contacts" and contact is None):
+        return None
+    at = (rx.at or wall).isoformat(timespec="seconds")
+    return {"from": rx.sender, "contact": contact, "text": rx.text, "via": via, "at": at}
