@@ -12,6 +12,7 @@ from mqtt2sms.config import RetryPolicy
 from mqtt2sms.retry import (
     AUTH_BASE,
     backoff_delay,
+    expiry_instant,
     failover_due,
     is_expired,
     next_try,
@@ -189,3 +190,24 @@ def test_failover_after_zero_fails_over_at_the_first_failure() -> None:
 def test_failover_due_refuses_naive_datetimes() -> None:
     with pytest.raises(ValueError, match="first_failure_at"):
         failover_due(dt.datetime(2026, 6, 1), 60, T0)
+
+
+# --------------------------------------------------------------------------- values
+
+
+@pytest.mark.parametrize(
+    ("max_age", "instant"),
+    [(86400, at(86400.000001)), (90.5, at(90.500001)), (0, None), (-1, None)],
+)
+def test_expiry_instant(max_age: float, instant: dt.datetime | None) -> None:
+    assert expiry_instant(T0, max_age) == instant
+
+
+def test_expiry_instant_is_the_first_expired_instant() -> None:
+    assert not is_expired(T0, 60, at(60))
+    assert is_expired(T0, 60, at(60.000001))
+
+
+def test_expiry_instant_refuses_a_naive_datetime() -> None:
+    with pytest.raises(ValueError, match="created_at"):
+        expiry_instant(dt.datetime(2026, 6, 1), 60)
