@@ -166,7 +166,8 @@ def decide(
                 continue
             return Wait(_due(h.down_until, t, first, can_fail_over, options), "transport", t)
         return Send(name, t)
-    return GiveUp("failed", t.last_error or "no way out left", replace(t, via_index=len(t.via) - 1))
+    last = max(len(t.via) - 1, 0)  # an empty via has no last way out, and no current one
+    return GiveUp("failed", t.last_error or "no way out left", replace(t, via_index=last))
 
 
 # --------------------------------------------------------------------------- results

@@ -215,6 +215,28 @@ def test_decide(t: Track, health: dict[str, Health], now: float, decision: objec
     assert delivery.decide(t, health, OPTS, at(now)) == decision
 
 
+def test_a_way_out_dropped_from_the_config_does_not_pass_its_failures_on() -> None:
+    # smtp failed since 0, then a reload removed it: twilio's window starts afresh
+    t = track(THREE, first_fail_at=at(0), last_error="refused")
+    health = {"twilio": down(300, error="503"), "android": HEALTHY}
+    d = delivery.decide(t, health, OPTS, at(100))
+    assert d == Wait(
+        at(220), "transport", track(THREE, via_index=1, first_fail_at=at(100), last_error="503")
+    )
+
+
+def test_no_way_out_at_all() -> None:
+    d = delivery.decide(track(()), {"smtp": HEALTHY}, OPTS, at(0))
+    assert isinstance(d, GiveUp)
+    assert (d.state, d.error, d.track.current) == ("failed", "no way out left", None)
+
+
+def test_a_failover_after_under_a_second() -> None:
+    opts = Options(0.5, 3600.0, RetryPolicy())
+    d = delivery.decide(track(), {"smtp": down(300), "twilio": HEALTHY}, opts, at(10))
+    assert d == Wait(at(10.5), "transport", track(first_fail_at=at(10), last_error="refused"))
+
+
 def test_max_age_zero_never_expires() -> None:
     opts = Options(120.0, 0.0, RetryPolicy())
     assert delivery.decide(track(), {"smtp": HEALTHY}, opts, at(10**8)) == Send("smtp", track())
