@@ -34,7 +34,25 @@ TESTS = ("tests/unit", "tests/component")
 
 # Survivors judged equivalent, by mutmut's name (see docs/mutation.md for why). The names are
 # stable for a given source: a changed function renumbers its mutants, so rerun and re-judge.
-EQUIVALENT: dict[str, str] = {}
+EQUIVALENT: dict[str, str] = {
+    "mqtt2sms.delivery.x_after__mutmut_172": "drops next_at=None: None is the default",
+    "mqtt2sms.throttle.x__format_rate__mutmut_20": "// vs / on an exact multiple",
+    "mqtt2sms.throttle.x__next_local_midnight__mutmut_19": "dt.time(0) == dt.time(0, 0)",
+    "mqtt2sms.throttle.x__next_local_midnight__mutmut_20": "dt.time(0, ) == dt.time(0, 0)",
+    "mqtt2sms.throttle.x_check_cooldown__mutmut_16": "a cooldown of 0 allows anyway",
+    "mqtt2sms.throttle.x_from_json__mutmut_5": "'UTF-8' is 'utf-8'",
+    "mqtt2sms.throttle.x_note_accepted__mutmut_13": "now was checked by note_deferred",
+    "mqtt2sms.throttle.x_note_accepted__mutmut_17": "now was checked by note_deferred",
+    "mqtt2sms.throttle.x_note_accepted__mutmut_18": "now was checked by note_deferred",
+    "mqtt2sms.throttle.x_note_accepted__mutmut_28": "`not rate_window` already catches 0",
+    "mqtt2sms.throttle.x_note_sent__mutmut_12": "suppressed=0 is the default",
+    "mqtt2sms.throttle.x_prune__mutmut_22": "`rate_window and` already excludes 0",
+    "mqtt2sms.throttle.x_quiet_window_end__mutmut_15": "start == end returned before",
+    "mqtt2sms.throttle.x_quiet_window_end__mutmut_18": "wall == end: the fold loop gives None",
+    "mqtt2sms.throttle.x_quiet_window_end__mutmut_25": "wall == end: the fold loop gives None",
+    "mqtt2sms.throttle.x_quiet_window_end__mutmut_38": "instant == now needs wall == end",
+    "mqtt2sms.throttle.x_to_json__mutmut_26": "ensure_ascii=None is falsy like False",
+}
 
 # A timeout is a kill (the mutant made a test loop); the type check is not configured.
 KILLED = ("killed", "timeout", "caught by type check")

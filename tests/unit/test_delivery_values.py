@@ -225,6 +225,11 @@ def test_a_way_out_dropped_from_the_config_does_not_pass_its_failures_on() -> No
     )
 
 
+def test_the_only_way_out_not_configured_fails_on_it() -> None:
+    d = delivery.decide(track(("smtp",)), {"twilio": HEALTHY}, OPTS, at(0))
+    assert d == GiveUp("failed", NOT_CONF, track(("smtp",), last_error=NOT_CONF))
+
+
 def test_no_way_out_at_all() -> None:
     d = delivery.decide(track(()), {"smtp": HEALTHY}, OPTS, at(0))
     assert isinstance(d, GiveUp)

@@ -368,7 +368,8 @@ def test_layer_counts_and_iterates_without_copying() -> None:
 
 
 def test_changes_of_a_layer_and_of_a_dict() -> None:
-    s = throttle.note_sent(EMPTY, "leak", "k", T0)
+    live = {("leak", "old"): CooldownEntry(at(-60))}
+    s = throttle.note_sent(ThrottleState(cooldowns=live), "leak", "k", T0)
     assert dict(throttle.changes(s.cooldowns)) == {("leak", "k"): CooldownEntry(T0)}
     plain = {"x": 1}
     assert throttle.changes(plain) is plain
