@@ -111,6 +111,22 @@ def expiry_error(track: Track, options: Options) -> str:
     return f"{error}: {track.last_error}" if track.last_error else error
 
 
+def _due(
+    until: dt.datetime,
+    track: Track,
+    first: dt.datetime,
+    can_fail_over: bool,
+    options: Options,
+) -> dt.datetime:
+    """When a text waiting for its way out's backoff to end (``until``) is due again: then,
+    or sooner at the instant it fails over to its next way out (``failover_after`` after
+    ``first``, its first failure there) or expires, so neither comes a backoff late."""
+    if can_fail_over:
+        until = min(until, first + dt.timedelta(seconds=max(options.failover_after, 0)))
+    expires = retry.expiry_instant(track.created_at, options.max_age)
+    return until if expires is None else min(until, expires)
+
+
 def decide(
     track: Track,
     health: Mapping[str, Health],
@@ -122,8 +138,9 @@ def decide(
     In: the text's track, the health of each configured way out (a name missing from it is
     not configured), the options and ``now`` (elapsed axis). Out: ``Send`` by the first way
     out from ``via_index`` that is configured and not backing off (or whose backoff has
-    outlasted ``failover_after`` so the next one takes over), ``Wait`` until the earlier of
-    the backoff's end and the failover instant, or ``GiveUp``. Raises: nothing.
+    outlasted ``failover_after`` so the next one takes over), ``Wait`` until the earliest of
+    the backoff's end, the failover instant and the expiry instant, or ``GiveUp``.
+    Raises: nothing.
     """
     if expired(track, options, now):
         return GiveUp("expired", expiry_error(track, options), track)
@@ -147,12 +164,10 @@ def decide(
             if can_fail_over and retry.failover_due(first, options.failover_after, now):
                 t = replace(t, via_index=t.via_index + 1, first_fail_at=None)
                 continue
-            until = h.down_until
-            if can_fail_over:
-                until = min(until, first + dt.timedelta(seconds=max(options.failover_after, 0)))
-            return Wait(until, "transport", t)
+            return Wait(_due(h.down_until, t, first, can_fail_over, options), "transport", t)
         return Send(name, t)
-    return GiveUp("failed", t.last_error or "no way out left", replace(t, via_index=len(t.via) - 1))
+    last = max(len(t.via) - 1, 0)  # an empty via has no last way out, and no current one
+    return GiveUp("failed", t.last_error or "no way out left", replace(t, via_index=last))
 
 
 # --------------------------------------------------------------------------- results
@@ -187,7 +202,9 @@ class After:
     ``track``: its new track; ``next_at``: when a ``queued`` row is due again; ``reason``:
     why it waits (``transport``, ``retry``, ``failover``); ``health``: the new health of the
     way out tried; ``event``: the state to publish (None: nothing to say yet, e.g. a
-    failover that is tried at once); ``next_try``: for a ``deferred`` event.
+    failover that is tried at once); ``next_try``: for a ``deferred`` event, when the text is
+    due again (for ``transport``: the way out's backoff end, or sooner the instant the text
+    fails over or expires; ``health.down_until`` keeps the backoff's end).
     """
 
     state: Literal["sent", "queued", "failed", "expired"]
@@ -232,12 +249,15 @@ def after(
     new_health = health
     if result.scope == "transport" and health.is_down(now):
         # a try handed over before the way out was known to be down: it says nothing new
-        next_at, reason, next_try = now, "transport", health.down_until
+        assert health.down_until is not None
+        due = _due(health.down_until, t, first, can_fail_over, options)
+        next_at, reason, next_try = now, "transport", due
     elif result.scope == "transport":
         failures = health.failures + 1
         until = retry.transport_backoff(failures, options.retry, now, rand, result.auth)
         new_health = Health(until, failures, result.error, result.auth)
-        next_at, reason, next_try = now, "transport", until
+        due = _due(until, t, first, can_fail_over, options)
+        next_at, reason, next_try = now, "transport", due
     else:
         nxt = retry.retry_or_expire(
             t.created_at, t.attempts, options.retry, options.max_age, now, rand

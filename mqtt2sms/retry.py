@@ -25,6 +25,7 @@ from .config import RetryPolicy
 __all__ = [
     "AUTH_BASE",
     "backoff_delay",
+    "expiry_instant",
     "failover_due",
     "is_expired",
     "next_try",
@@ -116,6 +117,19 @@ def is_expired(created_at: dt.datetime, max_age: float, now: dt.datetime) -> boo
     return now - created_at > dt.timedelta(seconds=max_age)
 
 
+def expiry_instant(created_at: dt.datetime, max_age: float) -> dt.datetime | None:
+    """The first instant at which ``is_expired`` is true for a text created at ``created_at``.
+
+    In: an aware datetime and ``max_age`` in seconds. Out: ``created_at + max_age`` plus one
+    microsecond, or None when ``max_age`` is 0 or less (never). Raises: ``ValueError`` for a
+    naive datetime.
+    """
+    _check_aware("created_at", created_at)
+    if max_age <= 0:
+        return None
+    return created_at + dt.timedelta(seconds=max_age, microseconds=1)
+
+
 def retry_or_expire(
     created_at: dt.datetime,
     attempts: int,
@@ -134,11 +148,8 @@ def retry_or_expire(
     if is_expired(created_at, max_age, now):
         return None
     when = next_try(attempts, policy, now, rand)
-    if max_age > 0:
-        # The first instant at which is_expired() is true.
-        expires = created_at + dt.timedelta(seconds=max_age, microseconds=1)
-        when = min(when, expires)
-    return when
+    expires = expiry_instant(created_at, max_age)
+    return when if expires is None else min(when, expires)
 
 
 def failover_due(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from tests.harness import TlsFiles, make_tls_files
 
-__all__ = ["TlsFiles"]
+__all__ = ["TlsFiles", "in_ci", "missing_binary"]
 
 INTEGRATION = Path(__file__).parent / "integration"
 
@@ -23,10 +25,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
+def in_ci(env: dict[str, str] | None = None) -> bool:
+    """Whether the tests run in CI (``CI`` set to true, as CI services and .ci/run set it)."""
+    value = (os.environ if env is None else env).get("CI", "")
+    return value.strip().lower() in ("1", "true", "yes")
+
+
+def missing_binary(name: str, install: str) -> NoReturn:
+    """A program the tests need is not installed: a skip on a developer's machine, a failure
+    in CI, where a run that skipped every test against a real broker must not look green."""
+    message = f"{name} is not installed ({install})"
+    if in_ci():
+        pytest.fail(f"{message}: CI must install it", pytrace=False)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     """A self-signed certificate for 127.0.0.1 (IP SAN), made with the openssl command."""
     files = make_tls_files(tmp_path_factory.mktemp("tls"))
     if files is None:
-        pytest.skip("the openssl command is not installed")
+        missing_binary("the openssl command", "apt-get install openssl")
     return files

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from mqtt2sms import __version__, cli, throttle
 from mqtt2sms.config import CONFIG_SEARCH
+from mqtt2sms.config import load as config_load
 from mqtt2sms.model import Text
 from mqtt2sms.outbox import Outbox
 
@@ -232,8 +232,10 @@ def test_no_config_anywhere_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    if os.path.exists(CONFIG_SEARCH[-1]):
-        pytest.skip(f"{CONFIG_SEARCH[-1]} exists on this machine")
+    # the system-wide place is looked up in tmp_path: a config installed on this machine
+    # (/etc/mqtt2sms/config.yaml) must not change the answer
+    system = tmp_path / "etc" / "mqtt2sms" / "config.yaml"
+    monkeypatch.setattr(config_load, "CONFIG_SEARCH", (CONFIG_SEARCH[0], str(system)))
     monkeypatch.chdir(tmp_path)
     assert run("check", env=env) == 2
     err = capsys.readouterr().err

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing_binary
 from tests.harness import (
     DaemonProc,
     Mail,
@@ -48,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     if not have_mosquitto():
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+        missing_binary("mosquitto", "apt-get install mosquitto")
     m = Mosquitto(tmp_path / "mosquitto")
     m.start()
     yield m

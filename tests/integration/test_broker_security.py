@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TlsFiles
+from tests.conftest import TlsFiles, missing_binary
 
 from .conftest import Mosquitto, Sink, Watcher, base_config, wait_for, wait_online
 
@@ -18,7 +18,7 @@ USER, PASSWORD = "mqtt2sms", "broker-Secret-42"
 @pytest.fixture
 def secure_broker(tmp_path: Path, tls_files: TlsFiles) -> Any:
     if not shutil.which("mosquitto_passwd"):
-        pytest.skip("mosquitto_passwd is not installed")
+        missing_binary("mosquitto_passwd", "apt-get install mosquitto")
     m = Mosquitto(
         tmp_path / "secure",
         users={USER: PASSWORD, "watcher": "w"},

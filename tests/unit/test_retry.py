@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -12,6 +13,7 @@ from mqtt2sms.config import RetryPolicy
 from mqtt2sms.retry import (
     AUTH_BASE,
     backoff_delay,
+    expiry_instant,
     failover_due,
     is_expired,
     next_try,
@@ -119,7 +121,9 @@ def test_auth_backoff_follows_a_longer_max() -> None:
 
 def test_auth_backoff_is_slow_even_with_a_short_max() -> None:
     policy = RetryPolicy(first=1, max=10)
-    assert waited(transport_backoff(1, policy, T0, 0.0, auth=True)) == AUTH_BASE / 2
+    assert waited(transport_backoff(1, policy, T0, 0.0, auth=True)) == 300
+    assert waited(transport_backoff(1, policy, T0, 1.0, auth=True)) == 600
+    assert AUTH_BASE == 600
 
 
 def test_transport_backoff_checks_its_inputs() -> None:
@@ -189,3 +193,67 @@ def test_failover_after_zero_fails_over_at_the_first_failure() -> None:
 def test_failover_due_refuses_naive_datetimes() -> None:
     with pytest.raises(ValueError, match="first_failure_at"):
         failover_due(dt.datetime(2026, 6, 1), 60, T0)
+
+
+# --------------------------------------------------------------------------- values
+
+
+@pytest.mark.parametrize(
+    ("max_age", "instant"),
+    [(86400, at(86400.000001)), (90.5, at(90.500001)), (0, None), (-1, None)],
+)
+def test_expiry_instant(max_age: float, instant: dt.datetime | None) -> None:
+    assert expiry_instant(T0, max_age) == instant
+
+
+def test_expiry_instant_is_the_first_expired_instant() -> None:
+    assert not is_expired(T0, 60, at(60))
+    assert is_expired(T0, 60, at(60.000001))
+
+
+def test_expiry_instant_refuses_a_naive_datetime() -> None:
+    with pytest.raises(ValueError, match="created_at"):
+        expiry_instant(dt.datetime(2026, 6, 1), 60)
+
+
+class _NoOffset(dt.tzinfo):
+    """A zone that does not know its offset: as naive as no zone at all."""
+
+    def utcoffset(self, d: dt.datetime | None) -> dt.timedelta | None:
+        return None
+
+
+NAIVE = dt.datetime(2026, 6, 1)
+
+
+@pytest.mark.parametrize("naive", [NAIVE, NAIVE.replace(tzinfo=_NoOffset())])
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("now", lambda n: next_try(1, POLICY, n, 0.5)),
+        ("now", lambda n: transport_backoff(1, POLICY, n, 0.5, auth=False)),
+        ("now", lambda n: transport_backoff(1, POLICY, n, 0.5, auth=True)),
+        ("now", lambda n: is_expired(T0, 60, n)),
+        ("created_at", lambda n: is_expired(n, 60, T0)),
+        ("created_at", lambda n: expiry_instant(n, 60)),
+        ("now", lambda n: failover_due(T0, 60, n)),
+        ("now", lambda n: failover_due(None, 60, n)),
+        ("first_failure_at", lambda n: failover_due(n, 60, T0)),
+    ],
+)
+def test_naive_datetimes_are_refused_by_name(name: str, call: Any, naive: dt.datetime) -> None:
+    with pytest.raises(ValueError, match=f"^{name} must be a timezone-aware datetime, got "):
+        call(naive)
+
+
+def test_a_max_age_under_a_second_still_expires() -> None:
+    assert is_expired(T0, 0.5, at(0.500001))
+    assert not is_expired(T0, 0.5, at(0.5))
+    assert expiry_instant(T0, 0.5) == at(0.500001)
+
+
+def test_a_first_wait_under_a_second_is_kept() -> None:
+    policy = RetryPolicy(first=0.5, max=600)
+    assert backoff_delay(1, policy, 0.0) == 0.25
+    assert backoff_delay(1, policy, 1.0) == 0.5
+    assert backoff_delay(2, policy, 1.0) == 1.0
