@@ -1,7 +1,7 @@
 """The delivery policy pinned by value: every decision compared whole, instants as literals.
 
 With ``failover_after`` 120 s, ``max_age`` 3600 s and a retry curve of 5 s .. 600 s, and
-``rand`` fixed, every instant below is a number worked out by hand from the SPEC's rules,
+``rand`` fixed, every instant below is a number worked out by hand from the rules in docs/config.md,
 not by calling the code under test. A text whose age passes 3600 s expires at
 3600.000001 s: the first instant at which it is older than ``max_age``.
 """
