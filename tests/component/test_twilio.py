@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.server
 import logging
 import socket
 import threading
@@ -14,7 +15,7 @@ import pytest
 from mqtt2sms.config.model import TwilioConfig
 from mqtt2sms.errors import PermanentDeliveryError, TemporaryDeliveryError
 from mqtt2sms.transports.base import OutgoingText
-from mqtt2sms.transports.http import HttpTemporaryError
+from mqtt2sms.transports.http import HttpClient, HttpPermanentError, HttpTemporaryError
 from mqtt2sms.transports.twilio import TwilioTransport
 from tests.conftest import TlsFiles
 from tests.fakes.twilio import FakeTwilio
@@ -351,3 +352,119 @@ def test_receive_first_look_on_an_empty_inbox_then_a_text(fake: FakeTwilio) -> N
     sid = fake.inbound(ALEX, "ACK")
     got, _ = t.receive(mark)
     assert [r.remote_id for r in got] == [sid]
+
+
+# -- the HTTP edge against answers Twilio would not give -----------------------------------
+
+
+class RawServer:
+    """Answers every request with ``answer`` (status, headers, body), or closes the
+    connection without a word when ``answer`` is None; records the requests' headers."""
+
+    def __init__(self) -> None:
+        self.answer: tuple[int, dict[str, str], bytes] | None = (200, {}, b"{}")
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                owner.seen.append((self.command, self.path, dict(self.headers)))
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                if owner.answer is None:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                status, headers, body = owner.answer
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_DELETE = _any
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def raw() -> Iterator[RawServer]:
+    server = RawServer()
+    yield server
+    server.stop()
+
+
+def client(url: str) -> HttpClient:
+    return HttpClient(url, username="sms", password="s3cret-pw", timeout=2)
+
+
+def test_a_redirect_is_not_followed_so_the_password_goes_nowhere_else(raw: RawServer) -> None:
+    elsewhere = RawServer()
+    try:
+        raw.answer = (302, {"Location": elsewhere.url + "/steal"}, b"")
+        with pytest.raises(HttpTemporaryError, match="redirect"):
+            client(raw.url).post_form("/message", {"a": "b"})
+        assert elsewhere.seen == []
+    finally:
+        elsewhere.stop()
+
+
+def test_every_request_carries_basic_auth_and_the_methods(raw: RawServer) -> None:
+    c = client(raw.url + "/api")
+    c.get("/x", {"q": "1 2"})
+    c.post_form("/y", {"text": "é"})
+    c.delete("/z")
+    expected = "Basic " + base64.b64encode(b"sms:s3cret-pw").decode()
+    assert [(m, p) for m, p, _ in raw.seen] == [
+        ("GET", "/api/x?q=1+2"),
+        ("POST", "/api/y"),
+        ("DELETE", "/api/z"),
+    ]
+    assert all(h.get("Authorization") == expected for _, _, h in raw.seen)
+    assert raw.seen[1][2]["Content-Type"] == "application/x-www-form-urlencoded"
+
+
+def test_an_error_page_that_is_not_json_keeps_its_words(raw: RawServer) -> None:
+    raw.answer = (502, {"Content-Type": "text/html"}, b"<h1>Bad gateway</h1>")
+    with pytest.raises(HttpTemporaryError, match="HTTP 502: <h1>Bad gateway") as err:
+        client(raw.url).get("/x", label="inbox")
+    assert str(err.value).startswith("inbox: ")
+
+
+def test_a_404_is_permanent_with_the_servers_message(raw: RawServer) -> None:
+    raw.answer = (404, {}, b'{"message": "message not found"}')
+    with pytest.raises(HttpPermanentError, match="404: message not found") as err:
+        client(raw.url).delete("/message/abc")
+    assert err.value.body == {"message": "message not found"}
+
+
+def test_a_2xx_that_is_not_json_is_temporary_for_twilio(raw: RawServer) -> None:
+    raw.answer = (200, {"Content-Type": "text/html"}, b"<html>captive portal</html>")
+    cfg = TwilioConfig(account_sid="AC" + "1" * 32, auth_token="t", from_number="+15550001111",
+                       api_base=raw.url)  # fmt: skip
+    with pytest.raises(HttpTemporaryError, match="not a JSON object"):
+        TwilioTransport(cfg).send(text())
+
+
+def test_a_server_that_hangs_up_is_temporary(raw: RawServer) -> None:
+    raw.answer = None
+    with pytest.raises(HttpTemporaryError) as err:
+        client(raw.url).get("/x")
+    assert err.value.scope == "transport" and err.value.status is None
+    assert "s3cret-pw" not in str(err.value)

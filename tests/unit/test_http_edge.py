@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import http.client
+import socket
+import ssl
+import urllib.error
 
 import pytest
 
@@ -11,6 +15,7 @@ from mqtt2sms.transports.http import (
     HttpClient,
     HttpPermanentError,
     HttpTemporaryError,
+    _no_answer,
     error_words,
     parse_retry_after,
     status_error,
@@ -115,3 +120,33 @@ def test_scrub_and_repr_never_show_the_password() -> None:
 
 def test_scrub_without_a_password_changes_nothing() -> None:
     assert HttpClient("http://127.0.0.1:1").scrub("abc") == "abc"
+
+
+@pytest.mark.parametrize(
+    ("exc", "sent", "words"),
+    [
+        (urllib.error.URLError(socket.gaierror(-2, "Name or service not known")), False,
+         "name not resolved"),
+        (urllib.error.URLError(ConnectionRefusedError(111, "refused")), False,
+         "connection refused"),
+        (urllib.error.URLError(TimeoutError("timed out")), False, "send: timed out"),
+        (TimeoutError("timed out"), True, "timed out waiting for the answer"),
+        (http.client.RemoteDisconnected("closed"), True, "closed the connection"),
+        (ConnectionResetError(104, "reset"), True, "closed the connection"),
+        (http.client.BadStatusLine("garbage"), True, "not an HTTP answer"),
+        (urllib.error.URLError(ssl.SSLError(1, "handshake failure")), False, "TLS failed"),
+        (urllib.error.URLError(OSError(101, "Network is unreachable")), False, "unreachable"),
+    ],
+)  # fmt: skip
+def test_no_answer_is_temporary_for_the_way_out(exc: BaseException, sent: bool, words: str) -> None:
+    err = _no_answer(exc, "send", sent)
+    assert isinstance(err, HttpTemporaryError)
+    assert err.scope == "transport" and not err.auth and err.status is None
+    assert words in str(err)
+
+
+def test_an_untrusted_certificate_says_so() -> None:
+    cert = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    cert.verify_message = "self-signed certificate"
+    err = _no_answer(urllib.error.URLError(cert), "send", False)
+    assert str(err) == "send: TLS certificate not trusted: self-signed certificate"
