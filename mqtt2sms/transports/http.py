@@ -219,10 +219,10 @@ class HttpClient:
         user_agent: str = "mqtt2sms",
     ) -> None:
         parts = urllib.parse.urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {short(base_url)}")
-        if parts.username or parts.password:
+        if parts.username or parts.password:  # and never echo the URL: it holds a password
             raise ValueError("put the user and password in their own keys, not in the URL")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http:// or https:// URL: {short(base_url, 80)}")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._describe = describe
