@@ -24,30 +24,22 @@ recomputed at a start, a reload and a clock step. The throttle's per-key state l
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 from mqtt2sms.errors import StorageError, TransitionError
 from mqtt2sms.model import Text
+from mqtt2sms.texts import TRANSITIONS, Record
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "queued": frozenset({"sending", "failed", "expired", "queued"}),
-    "sending": frozenset({"sent", "queued", "failed", "expired"}),
-    "sent": frozenset({"delivered", "undelivered"}),  # a delivery report
-    "delivered": frozenset(),
-    "undelivered": frozenset({"queued"}),  # the report moved it to the next way out
-    "failed": frozenset({"queued"}),  # only `queue retry ID`, by the user
-    "expired": frozenset({"queued"}),  # likewise
-}
 OPEN_STATES = ("queued", "sending")
 
 _SCHEMA = """
@@ -116,47 +108,24 @@ def from_ts(x: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(x, dt.UTC)
 
 
-@dataclass(frozen=True)
-class Row:
-    seq: int
-    id: str
-    alert_id: str
-    rule: str
-    key: str
-    recipient: str
-    via: tuple[str, ...]
-    via_index: int
-    addresses: dict[str, str]
-    body: str
-    subject: str | None
-    priority: str
-    state: str
-    reason: str
-    created_at: float
-    next_at: float
-    attempts: int
-    first_fail_at: float | None
-    last_error: str | None
-    finished_at: float | None
-    transport: str | None
+Row = Record  # a row is a text's one record (texts.py)
 
-    @property
-    def current_via(self) -> str:
-        return self.via[min(self.via_index, len(self.via) - 1)]
+_FIELDS = tuple(f.name for f in dataclasses.fields(Record))
+_COLUMNS = ", ".join(_FIELDS)
 
 
-_COLUMNS = (
-    "seq, id, alert_id, rule, key, recipient, via, via_index, addresses, body, subject, priority,"
-    " state, reason, created_at, next_at, attempts, first_fail_at, last_error, finished_at,"
-    " transport"
-)
+def _row(r: tuple[object, ...]) -> Record:
+    d = dict(zip(_FIELDS, r, strict=True))
+    d["via"] = tuple(json.loads(str(d["via"])))
+    d["addresses"] = json.loads(str(d["addresses"]))
+    return Record(**d)  # type: ignore[arg-type]
 
 
-def _row(r: tuple[object, ...]) -> Row:
-    vals = list(r)
-    vals[6] = tuple(json.loads(str(vals[6])))
-    vals[8] = json.loads(str(vals[8]))
-    return Row(*vals)  # type: ignore[arg-type]
+def _as_record(item: Record | tuple[Text, Mapping[str, object]]) -> Record:
+    if isinstance(item, Record):
+        return item
+    text, fields = item
+    return Record.of(text, **{"state": "queued", **fields})
 
 
 OutboxError = TransitionError  # the name the CLI and older tests use
@@ -209,64 +178,32 @@ class Outbox:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _insert(
-        self, texts: Iterable[tuple[Text, dict[str, object]]], durable: bool = True
-    ) -> None:
+    def _insert(self, records: Iterable[Record], durable: bool = True) -> None:
+        names = [f for f in _FIELDS if f != "seq"]
         sql = (
-            "INSERT OR IGNORE INTO texts (id, alert_id, rule, key, recipient, via, addresses, body,"
-            " subject, priority, state, reason, created_at, next_at, attempts, first_fail_at,"
-            " last_error, finished_at, transport, remote_id, mid, digest, epoch, via_index,"
-            " hold_until, arrival)"
-            " VALUES (:id, :alert_id, :rule, :key, :recipient, :via, :addresses, :body, :subject,"
-            " :priority, :state, :reason, :created_at, :next_at, :attempts, :first_fail_at,"
-            " :last_error, :finished_at, :transport, :remote_id, :mid, :digest, :epoch, :via_index,"
-            " :hold_until, :arrival)"
+            f"INSERT OR IGNORE INTO texts ({', '.join(names)})"
+            f" VALUES ({', '.join(':' + n for n in names)})"
         )
         rows = []
-        for t, extra in texts:
-            d: dict[str, object] = {
-                "id": t.id,
-                "alert_id": t.alert_id,
-                "rule": t.rule,
-                "key": t.key,
-                "recipient": t.recipient,
-                "via": json.dumps(list(t.via)),
-                "addresses": json.dumps(dict(t.addresses)),
-                "body": t.body,
-                "subject": t.subject,
-                "priority": t.priority,
-                "state": "queued",
-                "reason": "new",
-                "created_at": ts(t.created_at),
-                "next_at": ts(t.not_before or t.created_at),
-                "attempts": 0,
-                "first_fail_at": None,
-                "last_error": None,
-                "finished_at": None,
-                "transport": None,
-                "remote_id": None,
-                "mid": None,
-                "digest": None,
-                "epoch": None,
-                "via_index": 0,
-                "hold_until": None,
-                "arrival": None,
-            }
-            d.update(extra)
+        for rec in records:
+            d = {n: getattr(rec, n) for n in names}
+            d["via"] = json.dumps(list(rec.via))
+            d["addresses"] = json.dumps(dict(rec.addresses))
             rows.append(d)
         with self._tx(durable) as db:
             db.executemany(sql, rows)
 
-    def enqueue(self, items: Sequence[tuple[Text, dict[str, object]]]) -> None:
-        """Commit texts that could not leave at once (durable before the MQTT ack)."""
-        self._insert(items)
+    def enqueue(self, items: Sequence[Record | tuple[Text, Mapping[str, object]]]) -> None:
+        """Commit texts that could not leave at once (durable before the MQTT ack). An item
+        is a record, or a routed text with the fields to set (state ``queued`` unless said)."""
+        self._insert(_as_record(i) for i in items)
 
-    def record(self, items: Sequence[tuple[Text, dict[str, object]]]) -> None:
+    def record(self, items: Sequence[Record | tuple[Text, Mapping[str, object]]]) -> None:
         """Write finished texts (sent at once, or failed) as history, without an fsync.
 
         Recognising a redelivery after a crash needs this record, and an alert's path needs
         no fsync: only a power cut can lose it, and then the worst case is one duplicate."""
-        self._insert(items, durable=False)
+        self._insert((_as_record(i) for i in items), durable=False)
 
     def update(self, text_id: str, new_state: str, **fields: object) -> None:
         """Move a row along the state table; raises TransitionError for a transition it forbids.
@@ -342,7 +279,7 @@ class Outbox:
             )
         return c.rowcount
 
-    def expire(self, created_before: dt.datetime, now: dt.datetime) -> list[Row]:
+    def expire(self, created_before: dt.datetime, now: dt.datetime) -> list[Record]:
         """Expire open texts created before ``created_before``; return them as they were.
 
         A text held by quiet hours is not aged while held: its age counts from the end of
@@ -467,7 +404,7 @@ class Outbox:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def due(self, now: dt.datetime, limit: int = 200) -> list[Row]:
+    def due(self, now: dt.datetime, limit: int = 200) -> list[Record]:
         """Queued rows whose time has come, in queue order: the order their messages arrived
         (``arrival``, set by the engine: rows of a message whose first try was still out when
         later ones were committed come after them in ``seq``), else ``seq``."""
@@ -501,7 +438,7 @@ class Outbox:
             )
         ]
 
-    def by_remote(self, transport: str, remote_id: str) -> Row | None:
+    def by_remote(self, transport: str, remote_id: str) -> Record | None:
         r = self.db.execute(
             f"SELECT {_COLUMNS} FROM texts INDEXED BY texts_awaiting_report"
             " WHERE state = 'sent' AND remote_id IS NOT NULL AND transport = ? AND remote_id = ?",
@@ -509,11 +446,11 @@ class Outbox:
         ).fetchone()
         return None if r is None else _row(r)
 
-    def get(self, text_id: str) -> Row | None:
+    def get(self, text_id: str) -> Record | None:
         r = self.db.execute(f"SELECT {_COLUMNS} FROM texts WHERE id = ?", (text_id,)).fetchone()
         return None if r is None else _row(r)
 
-    def open_rows(self) -> list[Row]:
+    def open_rows(self) -> list[Record]:
         return [
             _row(r)
             for r in self.db.execute(
@@ -522,7 +459,7 @@ class Outbox:
             )
         ]
 
-    def recent(self, limit: int = 50) -> list[Row]:
+    def recent(self, limit: int = 50) -> list[Record]:
         return [
             _row(r)
             for r in self.db.execute(
