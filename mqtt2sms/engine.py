@@ -26,7 +26,6 @@ real worker threads) with fake clocks.
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import functools
 import logging
@@ -40,17 +39,19 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from mqtt2sms import config as cfg
-from mqtt2sms import delivery, elapsed, throttle
+from mqtt2sms import delivery, elapsed, texts, throttle
 from mqtt2sms.clock import Clock, span
-from mqtt2sms.delivery import Health, Track
+from mqtt2sms.delivery import Health
 from mqtt2sms.errors import StorageError, TransitionError
 from mqtt2sms.events import EventSink, Stats
-from mqtt2sms.model import Event, Message, Text
-from mqtt2sms.outbox import Outbox, Row, ts
+from mqtt2sms.model import Event, Message
+from mqtt2sms.outbox import Outbox, ts
 from mqtt2sms.polling import Poller, received_body
 from mqtt2sms.render import Templates
 from mqtt2sms.router import Routed, route
+from mqtt2sms.seen import Seen, without
 from mqtt2sms.system import read_boot_id, utcnow
+from mqtt2sms.texts import FINISHED, Change, Now, Record, changed, plan, plan_after, plan_report
 from mqtt2sms.throttle_store import LiveThrottle
 from mqtt2sms.transports import registry
 from mqtt2sms.transports.base import OutgoingText, Transport
@@ -89,28 +90,23 @@ STATS_NOW = object()  # submit it to have the stats published at once (a broker 
 
 
 @dataclass
-class _Item:
-    """One text of a message that is not acknowledged yet."""
-
-    text: Text
-    track: Track
-    fields: dict[str, object] = field(default_factory=dict)
-    state: str = "new"  # new | sending | queued (to commit) | sent | failed | expired
-    event: Event | None = None  # published once the item is committed (a deferred event)
-    recorded: bool = False  # written as history already
-
-
-@dataclass
 class _Flight:
-    """A message whose texts are being sent or committed; acknowledged when it ends."""
+    """A message whose texts are being sent or committed; acknowledged when it ends.
+
+    Its records live here (state ``new`` until tried or queued) until it ends: then the
+    queued ones are committed and the finished ones written as history."""
 
     msg: Message
-    tag: dict[str, object]
-    items: dict[str, _Item]
+    records: dict[str, Record]
     state: throttle.ThrottleState
     outstanding: set[str] = field(default_factory=set)
+    held_events: dict[str, Event] = field(default_factory=dict)  # published once committed
+    recorded: set[str] = field(default_factory=set)  # written as history already
     tries: int = 0
     retry_at: float = 0.0  # monotonic: the next try to commit it, while the disk refuses
+
+    def ended(self) -> bool:
+        return not self.outstanding
 
 
 @dataclass
@@ -118,8 +114,8 @@ class _Try:
     """A text handed to a worker: ``flight`` is None for a row of the outbox."""
 
     send: delivery.Send
+    record: Record
     flight: _Flight | None
-    row: Row | None
 
 
 class Engine:
@@ -168,13 +164,9 @@ class Engine:
         self.throttle = LiveThrottle(outbox, self.clock.now_e(), wall())
         # a run, or a broker session within one, is an epoch: a redelivered message is
         # looked for among the texts written since its broker session began
-        self.epoch = int(outbox.get_kv("epoch") or "0") + 1
-        self.session_epoch = int(outbox.get_kv("session_epoch") or "0")
-        outbox.set_kv({"epoch": str(self.epoch)})
+        self.seen = Seen(outbox)
         self.flights: dict[tuple[int, str], _Flight] = {}  # (mid, digest) -> not acked yet
         # topic -> digests of the last retained and the last live message acted on
-        self.topics = outbox.load_topics()
-        self._dirty_topics: set[str] = set()
         self.commit_first = commit_first
 
         self.transports: dict[str, Transport] = dict(transports)
@@ -344,7 +336,7 @@ class Engine:
         elif item is STATS_NOW:
             self.publish_stats()
         elif isinstance(item, Session):
-            self._session(item.present)
+            self._try_db(lambda: self.seen.session(item.present))
         elif isinstance(item, Reload):
             try:
                 self._guard(lambda: self._apply_reload(item.loaded))
@@ -380,62 +372,30 @@ class Engine:
 
     # -- one message -----------------------------------------------------------------------
 
-    def _session(self, present: bool) -> None:
-        if present:
-            return
-        # a new session: packet ids start again at 1, so what was written under the old
-        # ones can never be taken for a redelivery
-        self.epoch += 1
-        self.session_epoch = self.epoch
-        self._try_db(
-            lambda: self.outbox.set_kv(
-                {"epoch": str(self.epoch), "session_epoch": str(self.session_epoch)}
-            )
-        )
-
     def _handle(self, msg: Message) -> None:
         if msg.qos > 0 and (msg.mid, msg.digest) in self.flights:
             # the broker sent it again (a reconnect) while its texts are still out: the
             # flight acknowledges it when they end
             log.info("redelivery of message %d on %s: still being sent", msg.mid, msg.topic)
             return
-        if msg.retained and msg.digest in self.topics.get(msg.topic, (None, None)):
+        if self.seen.retained_again(msg):
             log.info("retained message on %s acted on before; acknowledged", msg.topic)
-            self._note_topic(msg)  # it is what the broker keeps now
             self.ack(msg)
             return
-        done: list[tuple[str, str]] = []
-        if msg.dup and msg.qos > 0:
-            done = (
-                self._try_db(lambda: self.outbox.handled(msg.mid, msg.digest, self.session_epoch))
-                or []
-            )
-        now_w = self.wall()
-        e = self.now_e()
-        alert_id = self.new_id()
+        done = self._try_db(lambda: self.seen.handled_before(msg)) or []
+        now_w, e = self.wall(), self.now_e()
+        view, t_now = self.throttle.view(), self.clock.throttle_now()
         routed = route(
-            self.config,
-            self.templates,
-            msg,
-            self.throttle.view(),
-            now_w,
-            self.tz,
-            alert_id,
-            elapsed=self.clock.throttle_now(),
+            self.config, self.templates, msg, view, now_w, self.tz, self.new_id(), elapsed=t_now
         )
         if done:
-            routed = _without(routed, done)
+            routed = without(routed, done)
             if not routed.texts:
-                log.info(
-                    "redelivery of message %d on %s already handled; acknowledged",
-                    msg.mid,
-                    msg.topic,
-                )
+                log.info("redelivery of message %d on %s already handled", msg.mid, msg.topic)
                 self.ack(msg)
                 return
             log.info(
-                "redelivery of message %d on %s: %d text(s) of it were sent or queued before,"
-                " the others go now",
+                "redelivery of message %d on %s: %d text(s) of it went before, the rest go now",
                 msg.mid,
                 msg.topic,
                 len(done),
@@ -446,69 +406,44 @@ class Engine:
             if ev.state != "deferred":
                 self.sink.emit(ev)
         undo = self.throttle.take(routed.state)
-        undo_topic = self._note_topic(msg)
+        forget = self.seen.note(msg)
         try:
             self._start_flight(msg, routed, e, now_w)
         except Exception:
             undo()  # nothing of it was handed to a way out: its retry starts from scratch
-            undo_topic()
+            forget()
             self.flights.pop((msg.mid, msg.digest), None)
             raise
 
-    def _note_topic(self, msg: Message) -> Callable[[], None]:
-        """Remember the message's digest for its topic (a retained copy of it is not acted
-        on again); an empty payload clears a retained message, and our memory of it."""
-        old = self.topics.get(msg.topic)
-        if not msg.payload.strip():
-            if old is not None:
-                del self.topics[msg.topic]
-        elif msg.retained:
-            self.topics[msg.topic] = (msg.digest, old[1] if old else None)
-        else:
-            self.topics[msg.topic] = (old[0] if old else None, msg.digest)
-        self._dirty_topics.add(msg.topic)
-
-        def undo() -> None:
-            if old is None:
-                self.topics.pop(msg.topic, None)
-            else:
-                self.topics[msg.topic] = old
-
-        return undo
-
     def _start_flight(self, msg: Message, routed: Routed, e: float, now_w: dt.datetime) -> None:
         deferred = {ev.id: ev for ev in routed.events if ev.state == "deferred"}
+        flight = _Flight(msg, {}, routed.state)
+        if msg.qos > 0:
+            self.flights[(msg.mid, msg.digest)] = flight
         tag: dict[str, object] = {
             "mid": msg.mid if msg.qos > 0 else None,
             "digest": msg.digest,
-            "epoch": self.epoch,
+            "epoch": self.seen.epoch,
             "arrival": e,
         }
-        flight = _Flight(msg, tag, {}, routed.state)
-        if msg.qos > 0:
-            self.flights[(msg.mid, msg.digest)] = flight
-        created = elapsed.instant(e)
         for text in routed.texts:
-            on_axis = replace(text, created_at=created, not_before=None)
-            item = _Item(on_axis, Track(text.id, text.via, created))
-            flight.items[text.id] = item
+            rec = Record.of(replace(text, created_at=elapsed.instant(e), not_before=None), **tag)
             if text.not_before is not None and text.not_before > now_w:
+                # quiet hours: held without ageing, until the window's end on the wall clock
                 hold = ts(text.not_before)
-                item.state = "queued"
-                item.fields = {
-                    "reason": "quiet",
-                    "hold_until": hold,
-                    "next_at": e + hold - ts(now_w),
-                }
-                item.event = deferred.get(text.id)
-                continue
-            if self.commit_first:
+                rec = rec.moved(
+                    "queued", reason="quiet", hold_until=hold, next_at=e + hold - ts(now_w)
+                )
+                flight.records[rec.id] = rec
+                if text.id in deferred:
+                    flight.held_events[rec.id] = deferred[text.id]
+            elif self.commit_first:
                 # the embedded broker keeps nothing: a kill mid-send would lose an alert the
                 # publisher was told was taken, so it is committed first and sent from there
-                item.state = "queued"
-                item.fields = self._queued_fields(item.track, "new", e)
-                continue
-            self._dispatch_new(flight, item)
+                flight.records[rec.id] = rec.moved("queued", next_at=e)
+            else:
+                flight.records[rec.id] = rec
+                self._dispatch(rec, flight)
         self._maybe_finish(flight)
 
     def _options(self, rule: str) -> delivery.Options:
@@ -520,38 +455,47 @@ class Engine:
         lim = self.config.limits
         return delivery.Options(o.failover_after, lim.max_age, lim.retry)
 
-    def _dispatch_new(self, flight: _Flight, item: _Item) -> None:
-        now = self._now()
-        d = delivery.decide(item.track, self.health, self._options(item.text.rule), now)
-        item.track = d.track
-        if isinstance(d, delivery.Send) and self._may_send(d.transport):
-            item.state = "sending"
-            flight.outstanding.add(item.text.id)
-            self._give(d, flight, None, item.text)
-            return
-        if isinstance(d, delivery.GiveUp):
-            item.state = d.state
-            item.fields = self._finished_fields(d.track, now, d.error)
-            item.event = self._event(item.text, d.state, d.track, error=d.error)
-            return
-        # it waits for its way out: committed, and a deferred event says until when
-        item.state = "queued"
-        h = self.health.get(item.track.current or "")
-        if isinstance(d, delivery.Wait):
-            until = d.until
-        elif h is not None and h.is_down(now) and h.down_until is not None:
-            until = h.down_until
-        else:
-            until = now  # behind the one text that tries a way out coming back
-        # due when its way out may be tried again (sooner if it comes back: `_released`)
-        item.fields = self._queued_fields(item.track, "transport", elapsed.seconds(until))
-        item.event = self._event(
-            item.text,
-            "deferred",
-            item.track,
-            error=item.track.last_error,
-            extra={"next_try": self.clock.wall_of(until).isoformat(timespec="seconds")},
-        )
+    def _now_both(self) -> Now:
+        return Now(self.now_e(), self.wall())
+
+    def _dispatch(self, rec: Record, flight: _Flight | None, before: Record | None = None) -> None:
+        """Ask the policy what to do with ``rec`` now (a new text, or a row that is due:
+        ``before`` is the row as stored) and do it."""
+        now = self._now_both()
+        track = rec.track()
+        d = delivery.decide(track, self.health, self._options(rec.rule), now.instant)
+        may = isinstance(d, delivery.Send) and self._may_send(d.transport)
+        health = self.health.get(track.current or "")
+        self._apply(before or rec, plan(rec, d, may, health, now), flight)
+
+    def _apply(self, before: Record, change: Change, flight: _Flight | None) -> None:
+        """Make a change: the one place a text's record moves, its event is published and
+        its try starts, for a text in memory and for a row alike."""
+        rec = change.record
+        if change.wake is not None:
+            self._wake(change.wake)
+        if flight is not None:
+            flight.records[rec.id] = rec
+            if change.event is not None and rec.state == "queued":
+                flight.held_events[rec.id] = change.event  # said once it is committed
+            elif change.event is not None:
+                flight.held_events.pop(rec.id, None)
+                self.sink.emit(change.event)
+            if rec.state in FINISHED and (
+                flight.outstanding - {rec.id}
+                or any(r.state in ("queued", "sending") for r in flight.records.values())
+            ):
+                # written now, not when the message ends: a kill before then must find it
+                # sent, or its redelivery would send it again
+                self._record(flight, rec)
+        elif rec is not before:
+            if not self._update(rec.id, rec.state, changed(before, rec)):
+                return  # `queue drop` took it meanwhile
+            self._due_changed = True
+            if change.event is not None:
+                self.sink.emit(change.event)
+        if change.send is not None:
+            self._give(change.send, rec, flight)
 
     def _may_send(self, transport: str) -> bool:
         """A way out that failed gets one text at a time until it works again, so a queue
@@ -562,19 +506,17 @@ class Engine:
             return True
         return not any(t.send.transport == transport for t in self.tries.values())
 
-    def _give(
-        self, d: delivery.Send, flight: _Flight | None, row: Row | None, text: Text | None
-    ) -> None:
-        src: Text | Row | None = text if text is not None else row
-        assert src is not None
-        self.tries[src.id] = _Try(d, flight, row)
-        address, why = self._address(src.recipient, d.transport)
+    def _give(self, d: delivery.Send, rec: Record, flight: _Flight | None) -> None:
+        self.tries[rec.id] = _Try(d, rec, flight)
+        if flight is not None:
+            flight.outstanding.add(rec.id)
+        address, why = self._address(rec.recipient, d.transport)
         if address is None:
             # no try: the contact was removed, or has no address for this way out any more
-            self._result(Done(Job(src.id), d.transport, delivery.Permanent(why)))
+            self._result(Done(Job(rec.id), d.transport, delivery.Permanent(why)))
             return
-        out = OutgoingText(src.id, address, src.body, src.subject, src.priority)
-        self.workers[d.transport].put(Job(src.id, out))
+        out = OutgoingText(rec.id, address, rec.body, rec.subject, rec.priority)
+        self.workers[d.transport].put(Job(rec.id, out))
 
     def _address(self, recipient: str, transport: str) -> tuple[str | None, str]:
         """Where a text goes is asked of the config in force when it leaves, so a reload
@@ -588,18 +530,11 @@ class Engine:
         return address, ""
 
     def _maybe_finish(self, flight: _Flight) -> None:
-        if flight.outstanding:
+        if not flight.ended():
             return
-        commit = [
-            (i.text, {**flight.tag, **i.fields})
-            for i in flight.items.values()
-            if i.state == "queued"
-        ]
-        done = [
-            (i.text, {**flight.tag, **i.fields, "state": i.state})
-            for i in flight.items.values()
-            if i.state in ("sent", "failed", "expired") and not i.recorded
-        ]
+        records = flight.records.values()
+        commit = [r for r in records if r.state == "queued"]
+        done = [r for r in records if r.state in FINISHED and r.id not in flight.recorded]
         if commit:
             try:
                 self.outbox.enqueue(commit)
@@ -618,19 +553,24 @@ class Engine:
             except StorageError as exc:
                 # they are sent (or finished): only the record that recognises a redelivery
                 # after a crash is missing
-                log.error("outbox: cannot record %d finished text(s): %s", len(done), exc)
+                self._storage_error(f"cannot record {len(done)} finished text(s)", exc)
         self.throttle.keep(flight.state)
-        for i in flight.items.values():
-            # what was decided before any try: deferred (committed now), or failed with no
-            # way out; the outcomes of tries were published as they came back
-            if i.event is not None and i.state in ("queued", "failed", "expired"):
-                self.sink.emit(i.event)
+        for ev in flight.held_events.values():
+            self.sink.emit(ev)  # deferred (committed now)
         self.ack(flight.msg)
         msg = flight.msg
         if self.flights.get((msg.mid, msg.digest)) is flight:
             del self.flights[(msg.mid, msg.digest)]
         if commit:
             self._refresh()
+
+    def _record(self, flight: _Flight, rec: Record) -> None:
+        try:
+            self.outbox.record([rec])
+        except StorageError as exc:
+            self._storage_error(f"cannot record text {rec.id}", exc)
+            return
+        flight.recorded.add(rec.id)
 
     def _hold(self, flight: _Flight, exc: BaseException) -> None:
         flight.tries += 1
@@ -646,19 +586,17 @@ class Engine:
     def _retry_held(self) -> None:
         now = self.mono()
         for flight in list(self.held):
-            if flight.retry_at > now or flight.outstanding:
+            if flight.retry_at > now or not flight.ended():
                 continue
             # a text whose way out works now can leave without the disk
-            for item in flight.items.values():
-                if item.state == "queued" and item.fields.get("reason") != "quiet":
+            for rec in list(flight.records.values()):
+                if rec.state == "queued" and rec.reason != "quiet":
                     d = delivery.decide(
-                        item.track, self.health, self._options(item.text.rule), self._now()
+                        rec.track(), self.health, self._options(rec.rule), self._now()
                     )
                     if isinstance(d, delivery.Send) and self._may_send(d.transport):
-                        item.track, item.state = d.track, "sending"
-                        item.event = None
-                        flight.outstanding.add(item.text.id)
-                        self._give(d, flight, None, item.text)
+                        flight.held_events.pop(rec.id, None)
+                        self._apply(rec, plan(rec, d, True, None, self._now_both()), flight)
             self._maybe_finish(flight)
         for entry in list(self.retry_messages):
             at, n, msg = entry
@@ -684,50 +622,47 @@ class Engine:
     # -- results ---------------------------------------------------------------------------
 
     def _done(self, done: Done) -> None:
+        """A worker's result: the policy says what it changes, and the change is made."""
         if done.job.kind != "send":
             self._polled(done)
             return
         t = self.tries.pop(done.job.key, None)
         if t is None:
             return
+        flight = t.flight
+        rec = flight.records[t.record.id] if flight is not None else t.record
+        if flight is not None:
+            flight.outstanding.discard(rec.id)
         if done.result is None:  # not tried: handed back by a stopping or recalled worker
-            if self.stopping.is_set():
-                if t.flight is not None:
-                    t.flight.outstanding.discard(done.job.key)
-                return
-            if t.flight is not None:
-                t.flight.outstanding.discard(done.job.key)
-                self._dispatch_new(t.flight, t.flight.items[done.job.key])
-                self._maybe_finish(t.flight)
-            elif t.row is not None:
-                self._update(t.row.id, "queued", {"next_at": self.now_e()})
-                self._due_changed = True
+            if not self.stopping.is_set():
+                if flight is not None:
+                    self._dispatch(rec, flight)
+                else:
+                    self._update(rec.id, "queued", {"next_at": self.now_e()})
+                    self._due_changed = True
+            if flight is not None:
+                self._maybe_finish(flight)
             return
         name = t.send.transport
         before = self.health.get(name, delivery.HEALTHY)
-        if t.row is not None:
-            rule = t.row.rule
-        else:
-            assert t.flight is not None
-            rule = t.flight.items[done.job.key].text.rule
-        opts = self._options(rule)
-        now = self._now()
-        a = delivery.after(t.send, done.result, before, opts, now, self.rand.random())
+        now = self._now_both()
+        opts = self._options(rec.rule)
+        a = delivery.after(t.send, done.result, before, opts, now.instant, self.rand.random())
         self._health(name, before, a.health, done.result)
         extra: dict[str, object] = {}
-        via = name
-        remote: str | None = None
+        via, remote = name, None
         if a.state == "sent":
             extra = {"send_ms": done.send_ms, **a.extra}
             if a.extra.get("dry_run"):
                 via = "maildir"  # the dry run: written for a person to read, not sent
             if isinstance(done.result, delivery.Ok):
                 remote = done.result.remote_id
-        if t.flight is not None:
-            self._done_new(t.flight, done.job.key, a, via, extra, remote)
-        else:
-            assert t.row is not None
-            self._done_row(t.row, a, via, extra, remote)
+        change = plan_after(rec, a, via, extra, remote, now)
+        self._apply(rec, change, flight)
+        if flight is not None:
+            if change.record.state == "queued" and change.record.reason == "failover":
+                self._dispatch(change.record, flight)  # its next way out, at once
+            self._maybe_finish(flight)
 
     def _health(self, name: str, before: Health, after: Health, result: delivery.Result) -> None:
         self.health[name] = after
@@ -749,105 +684,28 @@ class Engine:
                 self._released()
             self.sink.clear_error(f"{name}:")
 
-    def _done_new(
-        self,
-        flight: _Flight,
-        key: str,
-        a: delivery.After,
-        via: str,
-        extra: dict[str, object],
-        remote: str | None,
-    ) -> None:
-        item = flight.items[key]
-        item.track = a.track
-        flight.outstanding.discard(key)
-        now = self._now()
-        if a.state == "queued":
-            if a.reason == "failover":
-                self._dispatch_new(flight, item)
-            else:
-                item.state = "queued"
-                nxt = self._next_at(a)
-                item.fields = self._queued_fields(a.track, a.reason, nxt)
-                nt = (
-                    self.clock.wall_of(a.next_try).isoformat(timespec="seconds")
-                    if a.next_try
-                    else None
-                )
-                item.event = self._event(
-                    item.text, "deferred", a.track, error=a.error, extra={"next_try": nt}
-                )
-        else:
-            item.state = a.state
-            item.fields = self._finished_fields(a.track, now, a.error)
-            if a.state == "sent":
-                item.fields.update(transport=a.track.current, remote_id=remote)
-            ev = self._event(
-                item.text, a.state, a.track, error=a.error, via=via, extra=extra, latency=True
-            )
-            if flight.outstanding or any(i.state == "queued" for i in flight.items.values()):
-                # written now, not when the message ends: a kill before then must find it
-                # sent, or its redelivery would send it again
-                self._record(flight, item)
-            self.sink.emit(ev)
-        self._maybe_finish(flight)
-
-    def _record(self, flight: _Flight, item: _Item) -> None:
-        try:
-            self.outbox.record([(item.text, {**flight.tag, **item.fields, "state": item.state})])
-        except StorageError as exc:
-            self._storage_error(f"cannot record text {item.text.id}", exc)
-            return
-        item.recorded = True
-
-    def _done_row(
-        self, row: Row, a: delivery.After, via: str, extra: dict[str, object], remote: str | None
-    ) -> None:
-        now = self._now()
-        if a.state == "queued":
-            fields = self._queued_fields(a.track, a.reason, self._next_at(a))
-            self._update(row.id, "queued", fields)
-            if a.event == "deferred":
-                nt = (
-                    self.clock.wall_of(a.next_try).isoformat(timespec="seconds")
-                    if a.next_try
-                    else None
-                )
-                self.sink.emit(
-                    self._row_event(row, "deferred", a.track, a.error, extra={"next_try": nt})
-                )
-        else:
-            fields = self._finished_fields(a.track, now, a.error)
-            if a.state == "sent":
-                fields.update(transport=a.track.current, remote_id=remote)
-            self._update(row.id, a.state, fields)
-            self.sink.emit(
-                self._row_event(row, a.state, a.track, a.error, via=via, extra=extra, latency=True)
-            )
-        self._due_changed = True
-
-    def _next_at(self, a: delivery.After) -> float:
-        """When a queued text is due: for a way out that backs off, its next try."""
-        if a.reason == "transport" and a.next_try is not None:
-            return elapsed.seconds(a.next_try)
-        return elapsed.seconds(a.next_at) if a.next_at else self.now_e()
-
     def _released(self) -> None:
         """A way out works again (or the user asked): texts held for one are due now."""
         self._try_db(lambda: self.outbox.release(self.now_e()))
         self._due_changed = True
 
-    def _update(self, text_id: str, state: str, fields: dict[str, object]) -> None:
+    def _update(self, text_id: str, state: str, fields: dict[str, object]) -> bool:
+        """Move a row; False when the table forbids it (a `queue` command moved it first).
+        On a full disk the move waits in memory and is written when there is room."""
         if any(u[0] == text_id for u in self.pending_updates):
             self.pending_updates.append((text_id, state, fields))  # after the ones before it
-            return
+            return True
         try:
             self.outbox.update(text_id, state, **fields)
-        except TransitionError as exc:  # `queue drop` ran while it was being sent
-            log.warning("text %s: %s (changed while it was being sent)", text_id, exc)
+        except TransitionError as exc:
+            log.warning("text %s: %s (a queue command changed it meanwhile)", text_id, exc)
+            return False
         except StorageError as exc:
+            # a text that leaves all the same (a kill before the disk takes the marks can
+            # repeat it once); its marks are written when there is room
             self._storage_error(f"cannot record text {text_id} as {state}; will retry", exc)
             self.pending_updates.append((text_id, state, fields))
+        return True
 
     def _storage_error(self, what: str, exc: StorageError) -> None:
         """Report a storage error: always in stats and STATUS, in the log when it is new or
@@ -867,62 +725,21 @@ class Engine:
             return
         self._due_changed = False
         self._wake_at = None
-        now = elapsed.instant(e)
+        now = self._now_both()
         max_age = self.config.limits.max_age
         if max_age > 0:
-            for row in (
-                self._try_db(lambda: self.outbox.expire(elapsed.instant(e - max_age), now)) or []
-            ):
-                tr = self._track(row)
-                err = delivery.expiry_error(tr, self._options(row.rule))
-                self.sink.emit(self._row_event(row, "expired", tr, err))
-        rows = self._try_db(lambda: self.outbox.due(now, 500)) or []
+            cut = elapsed.instant(e - max_age)
+            for row in self._try_db(lambda: self.outbox.expire(cut, now.instant)) or []:
+                err = delivery.expiry_error(row.track(), self._options(row.rule))
+                self.sink.emit(texts.event(row, "expired", now, error=err))
+        rows = self._try_db(lambda: self.outbox.due(now.instant, 500)) or []
         waiting = {u[0] for u in self.pending_updates}  # its last word is not on disk yet
         for row in rows:
             if row.id in self.tries or row.id in waiting:
                 continue
-            tr = self._track(row)
-            fields: dict[str, object] = {}
-            if row.reason == "quiet":
-                # quiet hours held it without ageing it: its age counts from now
-                tr = replace(tr, created_at=now)
-                fields["created_at"] = e
-            d = delivery.decide(tr, self.health, self._options(row.rule), now)
-            if isinstance(d, delivery.Send):
-                if not self._may_send(d.transport):
-                    self._wake(e + 1.0)
-                    continue
-                fields.update(
-                    via_index=d.track.via_index, first_fail_at=_opt_s(d.track.first_fail_at)
-                )
-                try:
-                    self.outbox.update(row.id, "sending", **fields)
-                except TransitionError:
-                    continue
-                except StorageError as exc:
-                    # the disk is full: it leaves all the same (a kill before the disk takes
-                    # the marks can repeat it once); its marks are written when there is room
-                    self._storage_error(f"cannot mark text {row.id} as being sent", exc)
-                    self.pending_updates.append((row.id, "sending", fields))
-                self._give(
-                    d, None, replace(row, created_at=elapsed.seconds(d.track.created_at)), None
-                )
-            elif isinstance(d, delivery.Wait):
-                self._wake(elapsed.seconds(d.until))
-                self._update(
-                    row.id,
-                    "queued",
-                    {
-                        **fields,
-                        "via_index": d.track.via_index,
-                        "first_fail_at": _opt_s(d.track.first_fail_at),
-                        "next_at": elapsed.seconds(d.until),
-                        "reason": "transport",
-                    },
-                )
-            else:
-                self._update(row.id, d.state, self._finished_fields(d.track, now, d.error))
-                self.sink.emit(self._row_event(row, d.state, d.track, d.error))
+            # quiet hours held it without ageing it: its age counts from now
+            rec = replace(row, created_at=e) if row.reason == "quiet" else row
+            self._dispatch(rec, None, before=row)
         if len(rows) >= 500:
             self._due_changed = True
         later = self._try_db(lambda: self.outbox.next_due(after=e))
@@ -937,94 +754,11 @@ class Engine:
     def _refresh(self) -> None:
         q = self._try_db(self.outbox.queued_count)
         queued = (q or 0) + sum(
-            1 for f in self.held for i in f.items.values() if i.state == "queued"
+            1 for f in self.held for r in f.records.values() if r.state == "queued"
         )
         if queued != self.queued:
             self.queued = queued
             self.sink.stats_changed = True
-
-    def _track(self, row: Row) -> Track:
-        return Track(
-            row.id,
-            row.via,
-            elapsed.instant(row.created_at),
-            row.via_index,
-            row.attempts,
-            elapsed.instant(row.first_fail_at) if row.first_fail_at is not None else None,
-            row.last_error,
-        )
-
-    def _queued_fields(self, tr: Track, reason: str, next_at: float) -> dict[str, object]:
-        return {
-            "via_index": tr.via_index,
-            "attempts": tr.attempts,
-            "first_fail_at": _opt_s(tr.first_fail_at),
-            "next_at": next_at,
-            "reason": reason,
-            "last_error": tr.last_error,
-        }
-
-    def _finished_fields(self, tr: Track, now: dt.datetime, error: str | None) -> dict[str, object]:
-        return {
-            "via_index": min(tr.via_index, max(0, len(tr.via) - 1)),
-            "attempts": tr.attempts,
-            "finished_at": elapsed.seconds(now),
-            "last_error": error,
-        }
-
-    # -- events ----------------------------------------------------------------------------
-
-    def _event(
-        self,
-        text: Text,
-        state: str,
-        tr: Track,
-        *,
-        error: str | None = None,
-        via: str | None = None,
-        extra: Mapping[str, object] | None = None,
-        latency: bool = False,
-    ) -> Event:
-        who = (text.id, text.rule, text.recipient, ts(text.created_at))
-        return self._make_event(who, state, tr, error, via, extra, latency)
-
-    def _row_event(
-        self,
-        row: Row,
-        state: str,
-        tr: Track,
-        error: str | None,
-        *,
-        via: str | None = None,
-        extra: Mapping[str, object] | None = None,
-        latency: bool = False,
-    ) -> Event:
-        who = (row.id, row.rule, row.recipient, row.created_at)
-        return self._make_event(who, state, tr, error, via, extra, latency)
-
-    def _make_event(
-        self,
-        who: tuple[str, str, str, float],
-        state: str,
-        tr: Track,
-        error: str | None,
-        via: str | None,
-        extra: Mapping[str, object] | None,
-        latency: bool,
-    ) -> Event:
-        text_id, rule, recipient, created_e = who
-        return Event(
-            id=text_id,
-            state=state,
-            at=self.wall(),
-            rule=rule,
-            to=recipient,
-            via=via or tr.current or (tr.via[-1] if tr.via else None),
-            attempts=tr.attempts,
-            error=error,
-            latency_ms=(self.now_e() - created_e) * 1000.0 if latency else None,
-            extra=dict(extra or {}),
-        )
 
     # -- housekeeping ----------------------------------------------------------------------
 
@@ -1075,30 +809,19 @@ class Engine:
         if done.error:
             log.warning("%s: asking for %s failed: %s", name, done.job.kind, done.error)
             return
+        now = self._now_both()
         for rep in done.reports:
             if rep.state == "pending":
                 continue
             row = self._try_db(functools.partial(self.outbox.by_remote, name, rep.remote_id))
             if row is None:
                 continue
-            tr = self._track(row)
-            ar = delivery.after_report(
-                tr,
-                delivery.Report(rep.state, rep.detail),
-                self._options(row.rule),
-                self._now(),
-                True,
-            )
-            final = "delivered" if ar.state == "delivered" else "undelivered"
-            self._update(
-                row.id, final, {"last_error": ar.track.last_error if final != "delivered" else None}
-            )
-            if ar.state == "queued":
-                self._update(
-                    row.id, "queued", self._queued_fields(ar.track, "failover", self.now_e())
-                )
-                self._due_changed = True
-            self.sink.emit(self._row_event(row, ar.event, tr, rep.detail or None, via=name))
+            report = delivery.Report(rep.state, rep.detail)
+            opts = self._options(row.rule)
+            ar = delivery.after_report(row.track(), report, opts, now.instant, True)
+            for change in plan_report(row, ar, name, rep.detail, now):
+                self._apply(row, change, None)
+                row = change.record
         if done.job.kind == "receive" and done.mark is not None:
             for rx in done.received:
                 body = received_body(self.config, name, rx, self.wall())
@@ -1128,7 +851,7 @@ class Engine:
         """Save what changed of the throttle state, the counters and the elapsed clock: at
         most once a second, and the clock at least every CLOCK_EVERY seconds."""
         m = self.mono()
-        dirty = self.throttle.dirty or self.sink.dirty or bool(self._dirty_topics)
+        dirty = self.throttle.dirty or self.sink.dirty or bool(self.seen.dirty)
         if (
             not force
             and (m - self._saved_at < SAVE_EVERY or not dirty)
@@ -1142,14 +865,10 @@ class Engine:
             self._storage_error("cannot save the throttle state and counters", exc)
             self._saved_at = m  # try again in a second, not at once
             return
-        if self._dirty_topics:
-            topics = {t: self.topics.get(t) for t in self._dirty_topics}
-            try:
-                self.outbox.save_topics(topics)
-            except StorageError as exc:
-                self._storage_error("cannot save the topics' last messages", exc)
-            else:
-                self._dirty_topics.clear()
+        try:
+            self.seen.save()
+        except StorageError as exc:
+            self._storage_error("cannot save the topics' last messages", exc)
         self.sink.dirty = False
         self._saved_at = m
         self._clock_saved = m
@@ -1188,25 +907,6 @@ class Engine:
             len(new.rules),
             f", {n} queued text(s) tried now" if n else "",
         )
-
-
-def _without(routed: Routed, done: list[tuple[str, str]]) -> Routed:
-    """The routing of a redelivered message less the texts written for it before: the first
-    texts of each (rule, recipient), in order (a split text's parts leave in order)."""
-    left = collections.Counter(done)
-    texts = []
-    for t in routed.texts:
-        if left[(t.rule, t.recipient)] > 0:
-            left[(t.rule, t.recipient)] -= 1
-        else:
-            texts.append(t)
-    ids = {t.id for t in texts}
-    events = tuple(ev for ev in routed.events if ev.state != "deferred" or ev.id in ids)
-    return replace(routed, texts=tuple(texts), events=events)
-
-
-def _opt_s(t: dt.datetime | None) -> float | None:
-    return None if t is None else elapsed.seconds(t)
 
 
 __all__ = ["STATS_NOW", "Engine", "Reload", "Session"]

@@ -539,7 +539,7 @@ def test_a_message_whose_handling_fails_is_retried_and_not_suppressed_by_its_own
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rig = Rig(tmp_path, "rules:\n  - {name: door, topic: door, cooldown: 1h}\n")
-    real = rig.engine._dispatch_new
+    real = rig.engine._dispatch
     calls = {"n": 0}
 
     def once(*a: Any) -> None:
@@ -548,7 +548,7 @@ def test_a_message_whose_handling_fails_is_retried_and_not_suppressed_by_its_own
             raise RuntimeError("a bug")
         real(*a)
 
-    monkeypatch.setattr(rig.engine, "_dispatch_new", once)
+    monkeypatch.setattr(rig.engine, "_dispatch", once)
     rig.send("open", "door")
     assert rig.acked == [] and rig.smtp.sent == []
     assert "internal: RuntimeError" in rig.stats()["last_error"]
