@@ -36,13 +36,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
 
 from mqtt2sms import config as cfg
 from mqtt2sms import delivery, elapsed, texts, throttle
 from mqtt2sms.clock import Clock, span
 from mqtt2sms.delivery import Health
-from mqtt2sms.errors import StorageError, TransitionError
+from mqtt2sms.disk import Disk
+from mqtt2sms.errors import StorageError
 from mqtt2sms.events import EventSink, Stats
 from mqtt2sms.model import Event, Message
 from mqtt2sms.outbox import Outbox, ts
@@ -59,7 +59,6 @@ from mqtt2sms.workers import Done, InlineWorker, Job, Worker
 
 log = logging.getLogger("mqtt2sms")
 
-_T = TypeVar("_T")
 Publish = Callable[[str, str, bool], None]
 Ack = Callable[[Message], None]
 
@@ -67,7 +66,6 @@ SAVE_EVERY = 1.0  # seconds between saves of the throttle state and counters, at
 CLOCK_EVERY = 30.0  # seconds between saves of the elapsed clock, at least
 STATS_EVERY = 60.0  # seconds between stats messages, at least
 PRUNE_EVERY = 3600.0
-STORAGE_LOG_EVERY = 60.0  # seconds between log lines for the same storage error, at least
 HELD_RETRY_MAX = 30.0  # seconds: the longest wait between tries to commit a held message
 
 
@@ -161,6 +159,7 @@ class Engine:
         self.sink = EventSink(
             publish, config.mqtt.base_topic, tz, Stats.from_json(outbox.get_kv("stats"))
         )
+        self.disk = Disk(outbox, self.sink, mono)
         self.throttle = LiveThrottle(outbox, self.clock.now_e(), wall())
         # a run, or a broker session within one, is an epoch: a redelivered message is
         # looked for among the texts written since its broker session began
@@ -175,8 +174,6 @@ class Engine:
         self.tries: dict[str, _Try] = {}
         self.held: list[_Flight] = []  # messages the outbox refused to take
         self.retry_messages: list[tuple[float, int, Message]] = []
-        self.pending_updates: list[tuple[str, str, dict[str, object]]] = []
-        self._storage_logged: tuple[str, float] = ("", -1e18)
         self.queued = 0
         self._due_changed = True
         self._wake_at: float | None = None  # elapsed: when a waiting row may go
@@ -216,15 +213,13 @@ class Engine:
         q = self.config.limits.quiet_hours
         end = throttle.quiet_window_end(q, now_w, self.tz) if q else None
         until = ts(end) if end else ts(now_w)
-        self._try_db(lambda: self.outbox.reschedule_held(self.now_e(), ts(now_w), until))
-
-    # -- the throttle's live state ---------------------------------------------------------
+        self.disk.attempt(lambda: self.outbox.reschedule_held(self.now_e(), ts(now_w), until))
 
     # -- running ---------------------------------------------------------------------------
 
     def start(self) -> None:
         e = self._now()
-        n = self._try_db(lambda: self.outbox.requeue_on_start(e)) or 0
+        n = self.disk.attempt(lambda: self.outbox.requeue_on_start(e)) or 0
         self._reschedule_quiet()
         if n:
             log.info("%d queued text(s) will be tried now", n)
@@ -336,7 +331,7 @@ class Engine:
         elif item is STATS_NOW:
             self.publish_stats()
         elif isinstance(item, Session):
-            self._try_db(lambda: self.seen.session(item.present))
+            self.disk.attempt(lambda: self.seen.session(item.present))
         elif isinstance(item, Reload):
             try:
                 self._guard(lambda: self._apply_reload(item.loaded))
@@ -382,7 +377,7 @@ class Engine:
             log.info("retained message on %s acted on before; acknowledged", msg.topic)
             self.ack(msg)
             return
-        done = self._try_db(lambda: self.seen.handled_before(msg)) or []
+        done = self.disk.attempt(lambda: self.seen.handled_before(msg)) or []
         now_w, e = self.wall(), self.now_e()
         view, t_now = self.throttle.view(), self.clock.throttle_now()
         routed = route(
@@ -489,7 +484,7 @@ class Engine:
                 # sent, or its redelivery would send it again
                 self._record(flight, rec)
         elif rec is not before:
-            if not self._update(rec.id, rec.state, changed(before, rec)):
+            if not self.disk.update(rec.id, rec.state, changed(before, rec)):
                 return  # `queue drop` took it meanwhile
             self._due_changed = True
             if change.event is not None:
@@ -553,7 +548,7 @@ class Engine:
             except StorageError as exc:
                 # they are sent (or finished): only the record that recognises a redelivery
                 # after a crash is missing
-                self._storage_error(f"cannot record {len(done)} finished text(s)", exc)
+                self.disk.error(f"cannot record {len(done)} finished text(s)", exc)
         self.throttle.keep(flight.state)
         for ev in flight.held_events.values():
             self.sink.emit(ev)  # deferred (committed now)
@@ -568,7 +563,7 @@ class Engine:
         try:
             self.outbox.record([rec])
         except StorageError as exc:
-            self._storage_error(f"cannot record text {rec.id}", exc)
+            self.disk.error(f"cannot record text {rec.id}", exc)
             return
         flight.recorded.add(rec.id)
 
@@ -607,17 +602,8 @@ class Engine:
                 except Exception:
                     log.exception("handling the message on %s failed again", msg.topic)
                     self.retry_messages.append((now + min(300.0, 5.0 * 2**n), n + 1, msg))
-        for upd in list(self.pending_updates):
-            try:
-                self.outbox.update(upd[0], upd[1], **upd[2])
-            except TransitionError:
-                pass
-            except StorageError:
-                return
-            self.pending_updates.remove(upd)
-            if not self.pending_updates:
-                self.sink.clear_error("outbox:")
-                self._due_changed = True
+        if self.disk.flush():
+            self._due_changed = True
 
     # -- results ---------------------------------------------------------------------------
 
@@ -638,7 +624,7 @@ class Engine:
                 if flight is not None:
                     self._dispatch(rec, flight)
                 else:
-                    self._update(rec.id, "queued", {"next_at": self.now_e()})
+                    self.disk.update(rec.id, "queued", {"next_at": self.now_e()})
                     self._due_changed = True
             if flight is not None:
                 self._maybe_finish(flight)
@@ -686,36 +672,8 @@ class Engine:
 
     def _released(self) -> None:
         """A way out works again (or the user asked): texts held for one are due now."""
-        self._try_db(lambda: self.outbox.release(self.now_e()))
+        self.disk.attempt(lambda: self.outbox.release(self.now_e()))
         self._due_changed = True
-
-    def _update(self, text_id: str, state: str, fields: dict[str, object]) -> bool:
-        """Move a row; False when the table forbids it (a `queue` command moved it first).
-        On a full disk the move waits in memory and is written when there is room."""
-        if any(u[0] == text_id for u in self.pending_updates):
-            self.pending_updates.append((text_id, state, fields))  # after the ones before it
-            return True
-        try:
-            self.outbox.update(text_id, state, **fields)
-        except TransitionError as exc:
-            log.warning("text %s: %s (a queue command changed it meanwhile)", text_id, exc)
-            return False
-        except StorageError as exc:
-            # a text that leaves all the same (a kill before the disk takes the marks can
-            # repeat it once); its marks are written when there is room
-            self._storage_error(f"cannot record text {text_id} as {state}; will retry", exc)
-            self.pending_updates.append((text_id, state, fields))
-        return True
-
-    def _storage_error(self, what: str, exc: StorageError) -> None:
-        """Report a storage error: always in stats and STATUS, in the log when it is new or
-        once every STORAGE_LOG_EVERY seconds (a full disk must not fill the journal too)."""
-        message = f"outbox: {exc}"
-        self.sink.set_error(message)
-        m = self.mono()
-        if message != self._storage_logged[0] or m - self._storage_logged[1] >= STORAGE_LOG_EVERY:
-            self._storage_logged = (message, m)
-            log.error("outbox: %s: %s", what, exc)
 
     # -- queued texts ----------------------------------------------------------------------
 
@@ -729,11 +687,11 @@ class Engine:
         max_age = self.config.limits.max_age
         if max_age > 0:
             cut = elapsed.instant(e - max_age)
-            for row in self._try_db(lambda: self.outbox.expire(cut, now.instant)) or []:
+            for row in self.disk.attempt(lambda: self.outbox.expire(cut, now.instant)) or []:
                 err = delivery.expiry_error(row.track(), self._options(row.rule))
                 self.sink.emit(texts.event(row, "expired", now, error=err))
-        rows = self._try_db(lambda: self.outbox.due(now.instant, 500)) or []
-        waiting = {u[0] for u in self.pending_updates}  # its last word is not on disk yet
+        rows = self.disk.attempt(lambda: self.outbox.due(now.instant, 500)) or []
+        waiting = self.disk.waiting()  # its last move is not on disk yet
         for row in rows:
             if row.id in self.tries or row.id in waiting:
                 continue
@@ -742,7 +700,7 @@ class Engine:
             self._dispatch(rec, None, before=row)
         if len(rows) >= 500:
             self._due_changed = True
-        later = self._try_db(lambda: self.outbox.next_due(after=e))
+        later = self.disk.attempt(lambda: self.outbox.next_due(after=e))
         if isinstance(later, float):
             self._wake(later)
         self._refresh()
@@ -752,7 +710,7 @@ class Engine:
             self._wake_at = at
 
     def _refresh(self) -> None:
-        q = self._try_db(self.outbox.queued_count)
+        q = self.disk.attempt(self.outbox.queued_count)
         queued = (q or 0) + sum(
             1 for f in self.held for r in f.records.values() if r.state == "queued"
         )
@@ -764,7 +722,7 @@ class Engine:
 
     def _housekeeping(self) -> None:
         m = self.mono()
-        dv = self._try_db(self.outbox.data_version)
+        dv = self.disk.attempt(self.outbox.data_version)
         if dv is not None and dv != self._data_version:
             # `queue retry` or `queue drop` ran: a user asking for a try now also gets one
             # through a way out that is backing off
@@ -792,12 +750,12 @@ class Engine:
             if worker is None or self.health.get(name, delivery.HEALTHY).is_down(now):
                 continue
             awaiting = functools.partial(self._awaiting, name, since)
-            mark = functools.partial(self._try_db, functools.partial(self._mark, name))
+            mark = functools.partial(self.disk.attempt, functools.partial(self._mark, name))
             for job in self.poller.due(name, t, m, awaiting, mark):
                 worker.put(job)
 
     def _awaiting(self, name: str, since: float) -> list[str]:
-        got = self._try_db(functools.partial(self.outbox.awaiting_reports, name, since))
+        got = self.disk.attempt(functools.partial(self.outbox.awaiting_reports, name, since))
         return got or []
 
     def _mark(self, name: str) -> str | None:
@@ -813,7 +771,7 @@ class Engine:
         for rep in done.reports:
             if rep.state == "pending":
                 continue
-            row = self._try_db(functools.partial(self.outbox.by_remote, name, rep.remote_id))
+            row = self.disk.attempt(functools.partial(self.outbox.by_remote, name, rep.remote_id))
             if row is None:
                 continue
             report = delivery.Report(rep.state, rep.detail)
@@ -827,7 +785,7 @@ class Engine:
                 body = received_body(self.config, name, rx, self.wall())
                 if body is not None:
                     self.sink.publish_json("received", body)
-            self._try_db(lambda: self.outbox.set_kv({f"mark:{name}": str(done.mark)}))
+            self.disk.attempt(lambda: self.outbox.set_kv({f"mark:{name}": str(done.mark)}))
 
     def publish_stats(self) -> None:
         self._stats_at = self.mono()
@@ -836,12 +794,12 @@ class Engine:
     def _prune(self) -> None:
         now = self._now()
         keep = self.config.limits.keep
-        pruned = self._try_db(lambda: self.outbox.prune(now - dt.timedelta(seconds=keep))) or 0
+        pruned = self.disk.attempt(lambda: self.outbox.prune(now - dt.timedelta(seconds=keep))) or 0
         if pruned:
             log.info("pruned %d finished text(s) older than %s", pruned, "limits.keep")
         rate = self.config.limits.per_recipient
         rules = [(r.name, r.options.cooldown) for r in self.config.rules]
-        self._try_db(
+        self.disk.attempt(
             lambda: self.throttle.prune(
                 self.clock.throttle_now(), rules, rate.per if rate else None
             )
@@ -862,23 +820,16 @@ class Engine:
         try:
             self.throttle.save(kv)
         except StorageError as exc:
-            self._storage_error("cannot save the throttle state and counters", exc)
+            self.disk.error("cannot save the throttle state and counters", exc)
             self._saved_at = m  # try again in a second, not at once
             return
         try:
             self.seen.save()
         except StorageError as exc:
-            self._storage_error("cannot save the topics' last messages", exc)
+            self.disk.error("cannot save the topics' last messages", exc)
         self.sink.dirty = False
         self._saved_at = m
         self._clock_saved = m
-
-    def _try_db(self, fn: Callable[[], _T]) -> _T | None:
-        try:
-            return fn()
-        except StorageError as exc:
-            self._storage_error("cannot read or write", exc)
-            return None
 
     # -- reload ----------------------------------------------------------------------------
 
@@ -898,7 +849,7 @@ class Engine:
         if old.limits.quiet_hours != new.limits.quiet_hours:
             self._reschedule_quiet()
         # rows being sent right now stay `sending`: their result is on its way
-        n = self._try_db(lambda: self.outbox.requeue_on_start(self._now(), sending=False)) or 0
+        n = self.disk.attempt(lambda: self.outbox.requeue_on_start(self._now(), sending=False)) or 0
         self._prune()
         self._due_changed = True
         self._refresh()
