@@ -44,14 +44,15 @@ from mqtt2sms.delivery import Health
 from mqtt2sms.disk import Disk
 from mqtt2sms.errors import StorageError
 from mqtt2sms.events import EventSink, Stats
-from mqtt2sms.model import Event, Message
+from mqtt2sms.flights import Flight, Try
+from mqtt2sms.model import Message
 from mqtt2sms.outbox import Outbox, ts
 from mqtt2sms.polling import Poller, received_body
 from mqtt2sms.render import Templates
 from mqtt2sms.router import Routed, route
 from mqtt2sms.seen import Seen, without
 from mqtt2sms.system import read_boot_id, utcnow
-from mqtt2sms.texts import FINISHED, Change, Now, Record, changed, plan, plan_after, plan_report
+from mqtt2sms.texts import Change, Now, Record, changed, plan, plan_after, plan_report
 from mqtt2sms.throttle_store import LiveThrottle
 from mqtt2sms.transports import registry
 from mqtt2sms.transports.base import OutgoingText, Transport
@@ -66,7 +67,6 @@ SAVE_EVERY = 1.0  # seconds between saves of the throttle state and counters, at
 CLOCK_EVERY = 30.0  # seconds between saves of the elapsed clock, at least
 STATS_EVERY = 60.0  # seconds between stats messages, at least
 PRUNE_EVERY = 3600.0
-HELD_RETRY_MAX = 30.0  # seconds: the longest wait between tries to commit a held message
 
 
 @dataclass(frozen=True)
@@ -85,35 +85,6 @@ class Session:
 
 _WAKE = object()
 STATS_NOW = object()  # submit it to have the stats published at once (a broker lost them)
-
-
-@dataclass
-class _Flight:
-    """A message whose texts are being sent or committed; acknowledged when it ends.
-
-    Its records live here (state ``new`` until tried or queued) until it ends: then the
-    queued ones are committed and the finished ones written as history."""
-
-    msg: Message
-    records: dict[str, Record]
-    state: throttle.ThrottleState
-    outstanding: set[str] = field(default_factory=set)
-    held_events: dict[str, Event] = field(default_factory=dict)  # published once committed
-    recorded: set[str] = field(default_factory=set)  # written as history already
-    tries: int = 0
-    retry_at: float = 0.0  # monotonic: the next try to commit it, while the disk refuses
-
-    def ended(self) -> bool:
-        return not self.outstanding
-
-
-@dataclass
-class _Try:
-    """A text handed to a worker: ``flight`` is None for a row of the outbox."""
-
-    send: delivery.Send
-    record: Record
-    flight: _Flight | None
 
 
 class Engine:
@@ -164,15 +135,15 @@ class Engine:
         # a run, or a broker session within one, is an epoch: a redelivered message is
         # looked for among the texts written since its broker session began
         self.seen = Seen(outbox)
-        self.flights: dict[tuple[int, str], _Flight] = {}  # (mid, digest) -> not acked yet
+        self.flights: dict[tuple[int, str], Flight] = {}  # (mid, digest) -> not acked yet
         # topic -> digests of the last retained and the last live message acted on
         self.commit_first = commit_first
 
         self.transports: dict[str, Transport] = dict(transports)
         self.health: dict[str, Health] = {n: delivery.HEALTHY for n in self.transports}
         self.workers: dict[str, Worker | InlineWorker] = {}
-        self.tries: dict[str, _Try] = {}
-        self.held: list[_Flight] = []  # messages the outbox refused to take
+        self.tries: dict[str, Try] = {}
+        self.held: list[Flight] = []  # messages the outbox refused to take
         self.retry_messages: list[tuple[float, int, Message]] = []
         self.queued = 0
         self._due_changed = True
@@ -412,7 +383,7 @@ class Engine:
 
     def _start_flight(self, msg: Message, routed: Routed, e: float, now_w: dt.datetime) -> None:
         deferred = {ev.id: ev for ev in routed.events if ev.state == "deferred"}
-        flight = _Flight(msg, {}, routed.state)
+        flight = Flight(msg, routed.state)
         if msg.qos > 0:
             self.flights[(msg.mid, msg.digest)] = flight
         tag: dict[str, object] = {
@@ -453,7 +424,7 @@ class Engine:
     def _now_both(self) -> Now:
         return Now(self.now_e(), self.wall())
 
-    def _dispatch(self, rec: Record, flight: _Flight | None, before: Record | None = None) -> None:
+    def _dispatch(self, rec: Record, flight: Flight | None, before: Record | None = None) -> None:
         """Ask the policy what to do with ``rec`` now (a new text, or a row that is due:
         ``before`` is the row as stored) and do it."""
         now = self._now_both()
@@ -463,7 +434,7 @@ class Engine:
         health = self.health.get(track.current or "")
         self._apply(before or rec, plan(rec, d, may, health, now), flight)
 
-    def _apply(self, before: Record, change: Change, flight: _Flight | None) -> None:
+    def _apply(self, before: Record, change: Change, flight: Flight | None) -> None:
         """Make a change: the one place a text's record moves, its event is published and
         its try starts, for a text in memory and for a row alike."""
         rec = change.record
@@ -476,12 +447,7 @@ class Engine:
             elif change.event is not None:
                 flight.held_events.pop(rec.id, None)
                 self.sink.emit(change.event)
-            if rec.state in FINISHED and (
-                flight.outstanding - {rec.id}
-                or any(r.state in ("queued", "sending") for r in flight.records.values())
-            ):
-                # written now, not when the message ends: a kill before then must find it
-                # sent, or its redelivery would send it again
+            if flight.record_now(rec):
                 self._record(flight, rec)
         elif rec is not before:
             if not self.disk.update(rec.id, rec.state, changed(before, rec)):
@@ -501,8 +467,8 @@ class Engine:
             return True
         return not any(t.send.transport == transport for t in self.tries.values())
 
-    def _give(self, d: delivery.Send, rec: Record, flight: _Flight | None) -> None:
-        self.tries[rec.id] = _Try(d, rec, flight)
+    def _give(self, d: delivery.Send, rec: Record, flight: Flight | None) -> None:
+        self.tries[rec.id] = Try(d, rec, flight)
         if flight is not None:
             flight.outstanding.add(rec.id)
         address, why = self._address(rec.recipient, d.transport)
@@ -524,12 +490,10 @@ class Engine:
             return None, f"contact {recipient} has no address for {transport} any more"
         return address, ""
 
-    def _maybe_finish(self, flight: _Flight) -> None:
+    def _maybe_finish(self, flight: Flight) -> None:
         if not flight.ended():
             return
-        records = flight.records.values()
-        commit = [r for r in records if r.state == "queued"]
-        done = [r for r in records if r.state in FINISHED and r.id not in flight.recorded]
+        commit, done = flight.to_commit(), flight.to_record()
         if commit:
             try:
                 self.outbox.enqueue(commit)
@@ -559,7 +523,7 @@ class Engine:
         if commit:
             self._refresh()
 
-    def _record(self, flight: _Flight, rec: Record) -> None:
+    def _record(self, flight: Flight, rec: Record) -> None:
         try:
             self.outbox.record([rec])
         except StorageError as exc:
@@ -567,10 +531,8 @@ class Engine:
             return
         flight.recorded.add(rec.id)
 
-    def _hold(self, flight: _Flight, exc: BaseException) -> None:
-        flight.tries += 1
-        wait = min(HELD_RETRY_MAX, 0.5 * 2**flight.tries)
-        flight.retry_at = self.mono() + wait
+    def _hold(self, flight: Flight, exc: BaseException) -> None:
+        wait = flight.hold(self.mono())
         if flight not in self.held:
             self.held.append(flight)
         error = f"outbox: cannot commit texts ({exc}); {len(self.held)} message(s) held in memory"
