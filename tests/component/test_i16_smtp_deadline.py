@@ -1,0 +1,182 @@
+"""``smtp.timeout`` bounds a whole send, not each read (issue 16, 5 l).
+
+A raw socket SMTP server on 127.0.0.1 answers normally or drips one of its replies one byte
+every ``DRIP`` seconds: a per-read timeout restarts with every byte, so only a deadline for
+the whole send (connect to the final reply) keeps a slow server from holding a text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from mqtt2sms.config import SmtpConfig
+from mqtt2sms.errors import TemporaryDeliveryError
+from mqtt2sms.transports.base import OutgoingText
+from mqtt2sms.transports.smtp import SmtpTransport
+
+DRIP = 0.5
+TIMEOUT = 2.0
+
+
+class DripServer:
+    """An SMTP server that answers every command; the reply to ``drip`` comes a byte at a time.
+
+    ``drip``: "greeting", "EHLO", "MAIL", "RCPT", "DATA" (the 354) or "." (the final reply
+    after the data), or None for a server that answers everything at once.
+    """
+
+    def __init__(self, drip: str | None) -> None:
+        self.drip = drip
+        self.connections = 0
+        self.mails = 0
+        self._stop = threading.Event()
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen()
+        self._listener.settimeout(0.05)  # accept() wakes up to see stop()
+        self._conns: list[socket.socket] = []
+        self.port: int = self._listener.getsockname()[1]
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            thread.join(5)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(None)
+            self._conns.append(conn)
+            self.connections += 1
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _reply(self, conn: socket.socket, step: str, line: str) -> None:
+        data = (line + "\r\n").encode()
+        if step != self.drip:
+            conn.sendall(data)
+            return
+        for i in range(len(data)):
+            if self._stop.is_set():
+                raise OSError("stopped")
+            conn.sendall(data[i : i + 1])
+            time.sleep(DRIP)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError), conn, conn.makefile("rb") as lines:
+            self._reply(conn, "greeting", "220 drip.test ESMTP")
+            for raw in lines:
+                verb = raw.decode("ascii", "replace").split(" ", 1)[0].strip().upper()
+                if verb in ("EHLO", "HELO"):
+                    self._reply(conn, "EHLO", "250 drip.test")
+                elif verb in ("MAIL", "RCPT", "RSET", "NOOP"):
+                    self._reply(conn, verb, "250 2.0.0 OK")
+                elif verb == "DATA":
+                    self._reply(conn, "DATA", "354 go ahead")
+                    for body in lines:
+                        if body in (b".\r\n", b".\n"):
+                            break
+                    self.mails += 1
+                    self._reply(conn, ".", "250 2.0.0 OK queued")
+                elif verb == "QUIT":
+                    self._reply(conn, "QUIT", "221 bye")
+                    return
+                else:
+                    self._reply(conn, verb, "502 5.5.2 what")
+
+
+@pytest.fixture
+def drip_server(request: pytest.FixtureRequest) -> Iterator[DripServer]:
+    server = DripServer(getattr(request, "param", None))
+    yield server
+    server.stop()
+
+
+_made: list[SmtpTransport] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_transports() -> Iterator[None]:
+    yield
+    while _made:
+        _made.pop().close()
+
+
+def transport(port: int, timeout: float = TIMEOUT) -> SmtpTransport:
+    """A transport to ``port``, closed after the test."""
+    t = SmtpTransport(
+        SmtpConfig(
+            host="127.0.0.1",
+            port=port,
+            from_addr="house@example.org",
+            security="none",
+            timeout=timeout,
+        )
+    )
+    _made.append(t)
+    return t
+
+
+def text(n: int = 1) -> OutgoingText:
+    return OutgoingText(id=f"t{n}", address="5551234567@tmomail.net", body=f"leak {n}")
+
+
+@pytest.mark.parametrize(
+    "drip_server", ["greeting", "EHLO", "MAIL", "RCPT", "DATA", "."], indirect=True
+)
+def test_a_dripping_reply_ends_the_send_at_the_timeout(drip_server: DripServer) -> None:
+    t = transport(drip_server.port)
+    started = time.monotonic()
+    with pytest.raises(TemporaryDeliveryError, match=r"timed out after 2s") as info:
+        t.send(text())
+    took = time.monotonic() - started
+    assert info.value.scope == "transport"
+    assert TIMEOUT - 0.1 <= took < TIMEOUT + 1.0, took
+    t.close()
+
+
+@pytest.mark.parametrize("drip_server", ["."], indirect=True)
+def test_after_a_deadline_the_connection_is_discarded(drip_server: DripServer) -> None:
+    t = transport(drip_server.port)
+    with pytest.raises(TemporaryDeliveryError, match="timed out"):
+        t.send(text(1))
+    drip_server.drip = None  # the server is quick again
+    t.send(text(2))  # on a new connection, not the one left mid-reply
+    t.close()
+    assert (drip_server.connections, drip_server.mails) == (2, 2)
+
+
+def test_the_deadline_is_per_send_not_per_connection(drip_server: DripServer) -> None:
+    t = transport(drip_server.port, timeout=0.6)
+    t.send(text(1))
+    time.sleep(0.8)  # longer than the timeout, idle between sends on the same connection
+    t.send(text(2))
+    t.close()
+    assert (drip_server.connections, drip_server.mails) == (1, 2)
+
+
+@pytest.mark.parametrize("drip_server", ["greeting"], indirect=True)
+def test_probe_and_close_are_bounded_too(drip_server: DripServer) -> None:
+    t = transport(drip_server.port)
+    started = time.monotonic()
+    with pytest.raises(TemporaryDeliveryError, match="timed out"):
+        t.probe()
+    assert time.monotonic() - started < TIMEOUT + 1.0
