@@ -23,9 +23,9 @@ after a text-scope or permanent one it is reset (RSET) and kept.
 AUTH, MAIL, RCPT, DATA and the final reply; the one retry on a stale connection included), and
 ``probe`` and ``close`` each the same way: a per-read timeout starts again with every byte, so
 a server that drips its reply a byte at a time would hold the send, and every text behind it,
-as long as it liked. Each blocking step gets only the time left, and a watchdog thread shuts the socket
-down when none is; that is a ``TemporaryDeliveryError`` scope ``"transport"`` ("timed out"),
-and the connection is discarded.
+as long as it liked. Each blocking step gets only the time left, and a watchdog thread shuts
+the socket down when none is; that is a ``TemporaryDeliveryError`` scope ``"transport"``
+("timed out"), and the connection is discarded.
 
 The login is our own AUTH exchange (CRAM-MD5, PLAIN or LOGIN, in smtplib's order of
 preference), because smtplib encodes credentials as ASCII: RFC 4616 (PLAIN) and the

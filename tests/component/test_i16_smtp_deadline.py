@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -180,3 +181,37 @@ def test_probe_and_close_are_bounded_too(drip_server: DripServer) -> None:
     with pytest.raises(TemporaryDeliveryError, match="timed out"):
         t.probe()
     assert time.monotonic() - started < TIMEOUT + 1.0
+
+
+@pytest.mark.parametrize("drip_server", ["greeting"], indirect=True)
+def test_a_dripping_server_holds_back_no_other_way_out_and_lets_go_at_the_timeout(
+    drip_server: DripServer, tmp_path: Path
+) -> None:
+    from tests.component.test_engine import Rig
+
+    rig = Rig(tmp_path)
+    rig.smtp = transport(drip_server.port)  # type: ignore[assignment]
+    rig.loaded = rig.load(
+        "rules:\n  - {name: slow, topic: slow, to: [alex]}\n"
+        "  - {name: other, topic: other, to: [sam], via: [twilio]}\n"
+    )
+    rig.engine.stop(0)
+    rig.engine = rig.make(threaded=True)
+    try:
+        started = time.monotonic()
+        rig.engine.submit(rig.message("by smtp", "slow"))
+        rig.engine.submit(rig.message("by twilio", "other"))
+        wait = threading.Event()
+        while not rig.twilio.delivered and time.monotonic() - started < TIMEOUT:
+            wait.wait(0.02)
+        assert [t.body for t in rig.twilio.delivered] == ["by twilio"]
+        assert time.monotonic() - started < TIMEOUT / 2  # not behind the dripping server
+        while not rig.events("deferred") and time.monotonic() - started < 3 * TIMEOUT:
+            wait.wait(0.02)
+        took = time.monotonic() - started
+        (deferred,) = rig.events("deferred")
+        assert deferred["via"] == "smtp" and "timed out after 2s" in deferred["error"]
+        assert took < TIMEOUT + 1.0, took
+    finally:
+        rig.engine.stop(2)
+        rig.outbox.close()
