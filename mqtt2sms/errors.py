@@ -6,6 +6,10 @@
     ├── ConfigError                 a config that cannot be used; carries every problem found
     ├── TemplateError               a Jinja2 template or expression failed to compile or render
     ├── PayloadError                an MQTT payload we refuse (becomes a ``rejected`` event)
+    ├── MqttError                   the MQTT edge failed: TLS files that do not load, a broker
+    │   │                             that refuses us or does not acknowledge a publish in time
+    │   └── BrokerUnreachableError  the broker cannot be reached at all (refused, no route,
+    │                                 a host name not known, TLS, a timeout)
     └── DeliveryError               a way out failed to take a text
         ├── TemporaryDeliveryError  try again later; ``scope`` says what backs off:
         │                             "transport": the way out itself is down (connection,
@@ -44,6 +48,14 @@ class TemplateError(Mqtt2SmsError):
 
 class PayloadError(Mqtt2SmsError):
     """A payload we refuse to act on."""
+
+
+class MqttError(Mqtt2SmsError):
+    """The MQTT edge (``mqtt.py``) failed; the paho, socket or ssl error is its ``__cause__``."""
+
+
+class BrokerUnreachableError(MqttError):
+    """The TCP or TLS connection to the broker could not be made."""
 
 
 class DeliveryError(Mqtt2SmsError):
