@@ -206,11 +206,12 @@ class _Deadline:
         self.passed = False
         self.end_at = time.monotonic() + seconds
         self._lock = threading.Lock()
-        self._conn: smtplib.SMTP | None = None
+        self._conn: _Connection | None = None
         self._over = False
 
-    def watch(self, conn: smtplib.SMTP) -> None:
-        """The connection whose socket the watchdog shuts down."""
+    def watch(self, conn: _Connection) -> None:
+        """The connection this deadline bounds, and whose socket the watchdog shuts down."""
+        conn.deadline = self
         with self._lock:
             self._conn = conn
 
@@ -311,34 +312,41 @@ _WATCHDOG_IDLE = 60.0
 
 
 class _Connection(smtplib.SMTP):
-    """``smtplib.SMTP`` whose socket is made under a deadline and watched from the start.
+    """``smtplib.SMTP`` that lives within the deadline it is watched by (``deadline``, set
+    anew for each send on a kept connection).
 
-    For ``security: ssl`` the TLS handshake happens here too, on a socket the deadline's
-    watchdog can already shut down (``smtplib.SMTP_SSL`` hands the socket over only after it).
+    Its socket is made (and for ``security: ssl`` wrapped) in the time left, and after every
+    reply the socket may wait only for the time left: so a TLS handshake after STARTTLS, which
+    CPython's ssl module bounds as a whole by the socket's timeout, ends with the deadline too.
     """
 
-    def __init__(
-        self, deadline: _Deadline, tls: ssl.SSLContext | None, local_hostname: str | None
-    ) -> None:
-        super().__init__(timeout=deadline.seconds, local_hostname=local_hostname)  # no host yet
-        self._deadline = deadline
+    def __init__(self, tls: ssl.SSLContext | None, local_hostname: str | None) -> None:
+        super().__init__(local_hostname=local_hostname)  # no host: connect() comes later
+        self.deadline: _Deadline | None = None
         self._tls = tls
 
+    def _left(self) -> float:
+        if self.deadline is None:
+            raise RuntimeError("an SMTP connection outside a deadline")
+        return self.deadline.left()
+
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        sock = socket.create_connection((host, port), self._deadline.left(), self.source_address)
+        self._host = host  # what starttls checks the certificate against (SMTP(host) sets it)
+        sock = socket.create_connection((host, port), self._left(), self.source_address)
         if self._tls is None:
             return sock
         try:
-            self.sock = sock
-            self.sock = self._tls.wrap_socket(
-                sock, server_hostname=host, do_handshake_on_connect=False
-            )
+            sock.settimeout(self._left())
+            return self._tls.wrap_socket(sock, server_hostname=host)
         except BaseException:
             sock.close()
             raise
-        self._deadline.bound(self)
-        self.sock.do_handshake()
-        return self.sock
+
+    def getreply(self) -> tuple[int, bytes]:
+        reply = super().getreply()
+        if self.deadline is not None and self.sock is not None:
+            self.sock.settimeout(max(self.deadline.end_at - time.monotonic(), 0.001))
+        return reply
 
 
 class SmtpTransport:
@@ -359,7 +367,7 @@ class SmtpTransport:
             self._domain = parse_from(config.from_addr)[1].rpartition("@")[2]
         except ValueError:
             self._domain = "localhost"  # build_email reports the bad from on every send
-        self._conn: smtplib.SMTP | None = None
+        self._conn: _Connection | None = None
         self._deadline: _Deadline | None = None  # of the send, probe or close under way
         self._watchdog = _Watchdog()
         self._local_name: str | None = None  # what EHLO says we are
@@ -412,9 +420,11 @@ class SmtpTransport:
                 raise self._mapped(exc) from exc
             except Exception as exc:
                 raise (self._mapped(exc) if deadline.passed else self._unexpected(exc)) from exc
-            with contextlib.suppress(Exception):
+            try:
                 deadline.bound(conn)
                 _quit(conn)
+            except Exception:  # out of time (or a bug): close it without a goodbye
+                conn.close()
         cfg = self._config
         login = f"logged in as {cfg.username}" if cfg.username else "no login"
         return f"{self._where} {cfg.security}, {login}"
@@ -490,11 +500,11 @@ class SmtpTransport:
     def _passed(self) -> bool:
         return self._deadline is not None and self._deadline.passed
 
-    def _open(self, deadline: _Deadline) -> smtplib.SMTP:
+    def _open(self, deadline: _Deadline) -> _Connection:
         cfg = self._config
         context = self._ssl_context() if cfg.security in ("ssl", "starttls") else None
         self._step = "connect"
-        conn = _Connection(deadline, context if cfg.security == "ssl" else None, self._local_name)
+        conn = _Connection(context if cfg.security == "ssl" else None, self._local_name)
         self._local_name = conn.local_hostname  # socket.getfqdn() once, not per connection
         deadline.watch(conn)
         try:
@@ -505,10 +515,10 @@ class SmtpTransport:
             conn.ehlo_or_helo_if_needed()
             if cfg.security == "starttls":
                 self._at("STARTTLS", conn)
-                if not conn.has_extn("starttls") or context is None:
+                if not conn.has_extn("starttls"):
                     # Never fall back to plaintext: the password would travel in the clear.
                     raise smtplib.SMTPNotSupportedError("server offers no STARTTLS")
-                _starttls(conn, context, cfg.host, deadline)
+                conn.starttls(context=context)
                 self._at("EHLO", conn)
                 conn.ehlo_or_helo_if_needed()
             if cfg.username:
@@ -658,24 +668,6 @@ def _login(conn: smtplib.SMTP, user: str, password: str) -> None:
     raise smtplib.SMTPException(
         f"no AUTH method we know (CRAM-MD5, PLAIN, LOGIN) among {' '.join(offered) or 'none'}"
     )
-
-
-def _starttls(conn: smtplib.SMTP, context: ssl.SSLContext, host: str, deadline: _Deadline) -> None:
-    """``conn.starttls``, with the handshake on a socket the deadline can shut down."""
-    code, reply = conn.docmd("STARTTLS")
-    if code != 220:
-        raise smtplib.SMTPResponseException(code, reply)
-    if conn.sock is None:
-        raise smtplib.SMTPServerDisconnected("connection closed")
-    conn.sock = context.wrap_socket(conn.sock, server_hostname=host, do_handshake_on_connect=False)
-    conn.file = None
-    deadline.bound(conn)
-    conn.sock.do_handshake()
-    # RFC 3207: forget what the server said before TLS.
-    conn.helo_resp = None
-    conn.ehlo_resp = None
-    conn.esmtp_features = {}
-    conn.does_esmtp = False
 
 
 def _quit(conn: smtplib.SMTP) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from mqtt2sms.config import SmtpConfig
 from mqtt2sms.errors import TemporaryDeliveryError
 from mqtt2sms.transports.base import OutgoingText
 from mqtt2sms.transports.smtp import SmtpTransport
+from tests.harness import TlsFiles
 
 DRIP = 0.5
 TIMEOUT = 2.0
@@ -29,11 +31,14 @@ class DripServer:
     """An SMTP server that answers every command; the reply to ``drip`` comes a byte at a time.
 
     ``drip``: "greeting", "EHLO", "MAIL", "RCPT", "DATA" (the 354) or "." (the final reply
-    after the data), or None for a server that answers everything at once.
+    after the data), or None for a server that answers everything at once; with ``tls``,
+    "handshake-starttls" or "handshake-ssl": the TLS handshake after STARTTLS, or at once.
     """
 
-    def __init__(self, drip: str | None) -> None:
+    def __init__(self, drip: str | None, tls: TlsFiles | None = None, pace: float = DRIP) -> None:
         self.drip = drip
+        self.tls = tls
+        self.pace = pace  # seconds between two dripped bytes
         self.connections = 0
         self.mails = 0
         self._stop = threading.Event()
@@ -79,15 +84,44 @@ class DripServer:
             if self._stop.is_set():
                 raise OSError("stopped")
             conn.sendall(data[i : i + 1])
-            time.sleep(DRIP)
+            time.sleep(self.pace)
+
+    def _drip_handshake(self, conn: socket.socket) -> None:
+        """Our side of a TLS handshake, every byte we send dripped."""
+        assert self.tls is not None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.tls.cert, self.tls.key)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(incoming, outgoing, server_side=True)
+        while not self._stop.is_set():
+            with contextlib.suppress(ssl.SSLWantReadError):
+                tls.do_handshake()
+            pending = outgoing.read()
+            for i in range(len(pending)):
+                if self._stop.is_set():
+                    return
+                conn.sendall(pending[i : i + 1])
+                time.sleep(self.pace)
+            if not pending:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                incoming.write(data)
 
     def _serve(self, conn: socket.socket) -> None:
-        with contextlib.suppress(OSError), conn, conn.makefile("rb") as lines:
+        with contextlib.suppress(OSError, ssl.SSLError), conn, conn.makefile("rb") as lines:
+            if self.drip == "handshake-ssl":
+                self._drip_handshake(conn)
+                return
             self._reply(conn, "greeting", "220 drip.test ESMTP")
             for raw in lines:
                 verb = raw.decode("ascii", "replace").split(" ", 1)[0].strip().upper()
                 if verb in ("EHLO", "HELO"):
-                    self._reply(conn, "EHLO", "250 drip.test")
+                    self._reply(conn, "EHLO", "250-drip.test\r\n250 STARTTLS")
+                elif verb == "STARTTLS":
+                    self._reply(conn, verb, "220 ok")
+                    self._drip_handshake(conn)
+                    return
                 elif verb in ("MAIL", "RCPT", "RSET", "NOOP"):
                     self._reply(conn, verb, "250 2.0.0 OK")
                 elif verb == "DATA":
@@ -121,15 +155,16 @@ def _close_transports() -> Iterator[None]:
         _made.pop().close()
 
 
-def transport(port: int, timeout: float = TIMEOUT) -> SmtpTransport:
+def transport(port: int, timeout: float = TIMEOUT, **kw: str) -> SmtpTransport:
     """A transport to ``port``, closed after the test."""
     t = SmtpTransport(
         SmtpConfig(
             host="127.0.0.1",
             port=port,
             from_addr="house@example.org",
-            security="none",
+            security=kw.pop("security", "none"),
             timeout=timeout,
+            **kw,  # type: ignore[arg-type]
         )
     )
     _made.append(t)
@@ -215,3 +250,37 @@ def test_a_dripping_server_holds_back_no_other_way_out_and_lets_go_at_the_timeou
     finally:
         rig.engine.stop(2)
         rig.outbox.close()
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_a_dripping_tls_handshake_ends_the_send_at_the_timeout(
+    tls_files: TlsFiles, security: str
+) -> None:
+    server = DripServer(f"handshake-{security}", tls_files)
+    try:
+        t = transport(server.port, security=security, ca_certs=tls_files.cert)
+        started = time.monotonic()
+        with pytest.raises(TemporaryDeliveryError, match=r"timed out after 2s") as info:
+            t.send(text())
+        took = time.monotonic() - started
+        assert info.value.scope == "transport"
+        assert TIMEOUT - 0.1 <= took < TIMEOUT + 1.0, took
+    finally:
+        server.stop()
+
+
+def test_a_handshake_after_a_slow_starttls_reply_gets_only_what_is_left(
+    tls_files: TlsFiles,
+) -> None:
+    """The reply to STARTTLS ends in time (1.75 s of 2); the handshake then may not start a
+    fresh timeout of its own (CPython bounds a handshake by the socket's timeout)."""
+    server = DripServer("STARTTLS", tls_files, pace=0.25)  # "220 ok\r\n": 8 bytes
+    try:
+        t = transport(server.port, security="starttls", ca_certs=tls_files.cert)
+        started = time.monotonic()
+        with pytest.raises(TemporaryDeliveryError, match=r"timed out after 2s"):
+            t.send(text())
+        took = time.monotonic() - started
+        assert TIMEOUT - 0.1 <= took < TIMEOUT + 1.0, took
+    finally:
+        server.stop()
