@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from mqtt2sms import __version__, addon, carriers, elapsed, health, throttle
 from mqtt2sms import config as cfg
-from mqtt2sms.errors import ConfigError, DeliveryError
+from mqtt2sms.errors import ConfigError, DeliveryError, MqttError
 
 if TYPE_CHECKING:
     from mqtt2sms.clock import Clock
@@ -425,7 +425,7 @@ def cmd_send(config: cfg.Config, text: str, to: list[str], priority: str | None)
         payload = text
     try:
         publish_once(config.mqtt, config.alert_topic, payload, f"mqtt2sms-send-{os.getpid()}")
-    except ConnectionError as exc:
+    except MqttError as exc:
         print(f"send failed: {exc}", file=sys.stderr)
         return 1
     print(f"published to {config.alert_topic} on {config.mqtt.host}:{config.mqtt.port}")
@@ -559,5 +559,5 @@ def _publish_dropped(
             f"mqtt2sms-queue-{os.getpid()}",
             timeout=5,
         )
-    except ConnectionError as exc:
+    except MqttError as exc:
         print(f"warning: the failed event was not published: {exc}", file=sys.stderr)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from mqtt2sms import config as cfg
 from mqtt2sms import discovery, health, rules
-from mqtt2sms.engine import STATS_NOW, Engine
+from mqtt2sms.engine import STATS_NOW, Engine, Session
 from mqtt2sms.errors import ConfigError, StorageError
 from mqtt2sms.model import Message
 from mqtt2sms.mqtt import MqttLink
@@ -141,9 +141,20 @@ class Daemon:
 
     def _start_link(self) -> None:
         self.link = MqttLink(
-            self.config.mqtt, subscriptions(self.config), self._on_message, self._on_online, utcnow
+            self.config.mqtt,
+            subscriptions(self.config),
+            self._on_message,
+            self._on_online,
+            utcnow,
+            on_session=self._on_session,
         )
         self.link.start()
+
+    def _on_session(self, present: bool) -> None:
+        # paho's thread, before the subscriptions and so before any message of the session:
+        # the engine's inbox keeps the order
+        if self.engine is not None:
+            self.engine.submit(Session(present))
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

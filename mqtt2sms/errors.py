@@ -11,6 +11,10 @@
     │                                 nothing is lost, the work waits in memory and is retried
     ├── TransitionError             an outbox row cannot make that move (``queue drop`` took a
     │                                 text while it was being sent; no such text)
+    ├── MqttError                   the MQTT edge failed: TLS files that do not load, a broker
+    │   │                             that refuses us or does not acknowledge a publish in time
+    │   └── BrokerUnreachableError  the broker cannot be reached at all (refused, no route,
+    │                                 a host name not known, TLS, a timeout)
     └── DeliveryError               a way out failed to take a text
         ├── TemporaryDeliveryError  try again later; ``scope`` says what backs off:
         │                             "transport": the way out itself is down (connection,
@@ -59,6 +63,14 @@ class StorageError(Mqtt2SmsError):
 class TransitionError(Mqtt2SmsError):
     """An outbox row cannot make the move asked for (another process moved it first, or it
     does not exist)."""
+
+
+class MqttError(Mqtt2SmsError):
+    """The MQTT edge (``mqtt.py``) failed; the paho, socket or ssl error is its ``__cause__``."""
+
+
+class BrokerUnreachableError(MqttError):
+    """The TCP or TLS connection to the broker could not be made."""
 
 
 class DeliveryError(Mqtt2SmsError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 MAX_PAYLOAD = 64 * 1024
 
@@ -21,6 +21,14 @@ STATES = frozenset(
 
 @dataclass(frozen=True)
 class Message:
+    """One MQTT message as it arrived.
+
+    ``retained``: the broker sent it from its store of retained messages (on a new
+    subscription, a reconnect, a restart), not as it was published; ``dup`` and ``mid``: a
+    redelivery of a QoS 1 message, and its packet id (valid within one broker session);
+    ``digest`` (below) identifies the topic and payload, whichever way it came.
+    """
+
     topic: str
     payload: bytes
     received_at: dt.datetime
@@ -38,6 +46,42 @@ class Message:
         """Identifies topic and payload, for recognising a redelivery."""
         topic = self.topic.encode("utf-8", "replace")
         return f"{zlib.crc32(self.payload, zlib.crc32(topic)):08x}-{len(self.payload)}"
+
+
+@dataclass(frozen=True)
+class RetainedSeen:
+    """What was routed last on one topic, so that one retained message (topic and payload) is
+    acted on once until it changes.
+
+    The broker sends a retained message again on every reconnect and restart, and once per
+    matching filter when two of our filters overlap (``home/+/leak`` and ``home/basement/#``);
+    each copy is a new message with its own packet id. ``repeats`` tells a copy of what was
+    already routed; ``after`` is what to remember once a message was routed (texts or not).
+
+    A live message counts too: under MQTT 3.1.1 a subscriber cannot tell whether a live message
+    was published retained, and when it was, the broker replays it as retained next time. So
+    both digests are kept: the last retained one routed and the last live one. A live message is
+    always routed (a repeated alert is an alert); an empty payload (a cleared retained message)
+    forgets the topic.
+
+    Pure and immutable; ``seen.py`` keeps one per topic, in the outbox across restarts.
+    """
+
+    retained: str = ""  # digest of the last retained message routed on this topic
+    live: str = ""  # digest of the last live message routed on this topic
+
+    def repeats(self, msg: Message) -> bool:
+        """``msg`` is a retained copy of what was already routed on its topic: skip it."""
+        return msg.retained and msg.digest in (self.retained, self.live)
+
+    def after(self, msg: Message) -> RetainedSeen | None:
+        """What to remember for ``msg.topic`` once ``msg`` was routed; None: forget the topic
+        (an empty or blank payload: a cleared retained message)."""
+        if not msg.payload.strip():
+            return None
+        if msg.retained:
+            return replace(self, retained=msg.digest)
+        return replace(self, live=msg.digest)
 
 
 @dataclass(frozen=True)

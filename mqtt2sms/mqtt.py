@@ -1,7 +1,9 @@
 """The MQTT edge: a paho 2.x client with a persistent session and manual acks.
 
 paho messages become our frozen ``Message`` here and nowhere else. paho runs its own
-network thread (``loop_start``); our callbacks only hand work over.
+network thread (``loop_start``); our callbacks only hand work over. What goes wrong here
+reaches callers as our ``MqttError`` (``BrokerUnreachableError`` when no connection could be
+made), never as a socket, ssl or paho exception.
 
 A broker that cannot be reached (down, a wrong port or host name) is logged at the first
 failed attempt, with the reason, then every ``UNREACHABLE_LOG_EVERY`` seconds while it lasts,
@@ -27,6 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from mqtt2sms.config import MqttConfig
+from mqtt2sms.errors import BrokerUnreachableError, MqttError
 from mqtt2sms.model import Message
 
 log = logging.getLogger("mqtt2sms.mqtt")
@@ -75,7 +78,10 @@ def to_message(msg: paho.MQTTMessage, now: dt.datetime) -> Message:
 
 
 def make_client(cfg: MqttConfig, client_id: str, clean: bool, manual_ack: bool) -> paho.Client:
-    """A paho client set up from the mqtt section (protocol, credentials, TLS)."""
+    """A paho client set up from the mqtt section (protocol, credentials, TLS).
+
+    Raises ``MqttError`` when the TLS files cannot be loaded.
+    """
     v5 = cfg.protocol == "5"
     client = paho.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
@@ -87,9 +93,12 @@ def make_client(cfg: MqttConfig, client_id: str, clean: bool, manual_ack: bool) 
     if cfg.username is not None:
         client.username_pw_set(cfg.username, cfg.password)
     if cfg.tls is not None:
-        ctx = ssl.create_default_context(cafile=cfg.tls.ca_certs)
-        if cfg.tls.certfile:
-            ctx.load_cert_chain(cfg.tls.certfile, cfg.tls.keyfile)
+        try:
+            ctx = ssl.create_default_context(cafile=cfg.tls.ca_certs)
+            if cfg.tls.certfile:
+                ctx.load_cert_chain(cfg.tls.certfile, cfg.tls.keyfile)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise MqttError(f"mqtt.tls: cannot load the TLS files: {exc}") from exc
         if cfg.tls.insecure:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
@@ -108,7 +117,15 @@ def connect_kwargs(cfg: MqttConfig, clean: bool) -> dict[str, Any]:
 
 
 class MqttLink:
-    """The daemon's connection: persistent session, QoS 1 subscriptions, status and will."""
+    """The daemon's connection: persistent session, QoS 1 subscriptions, status and will.
+
+    ``on_session(present)`` (optional) is told about every connection the broker accepts,
+    the first and each reconnect, with the CONNACK's session-present flag, before the
+    subscriptions go out and before any message of the new connection is handed over. False
+    means the broker kept nothing of ours (a first connect, an expired session, a broker that
+    lost its state): packet ids start again at 1, so whatever was remembered by (mid, digest)
+    to recognise a redelivery must be forgotten then. It runs on paho's network thread.
+    """
 
     def __init__(
         self,
@@ -118,11 +135,14 @@ class MqttLink:
         on_online: Callable[[bool], None],
         clock: Callable[[], dt.datetime],
         monotonic: Callable[[], float] = time.monotonic,
+        *,
+        on_session: Callable[[bool], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.filters = sorted(set(filters))
         self._on_message = on_message
         self._on_online = on_online
+        self._on_session = on_session
         self._clock = clock
         self._monotonic = monotonic
         self._unreachable_since: float | None = None  # monotonic, while connecting fails
@@ -161,6 +181,8 @@ class MqttLink:
             "resumed" if flags.session_present else "new",
             "" if since is None else f", reachable again after {_took(self._monotonic() - since)}",
         )
+        if self._on_session is not None:
+            self._on_session(bool(flags.session_present))
         self.connected = True
         self._subscribe(self.filters)
 
@@ -274,8 +296,9 @@ def publish_once(
 ) -> None:
     """Connect with a clean session, publish at QoS 1, wait for the PUBACK, disconnect.
 
-    Raises ConnectionError with a readable reason when the broker cannot be reached or does
-    not acknowledge in time.
+    Raises ``BrokerUnreachableError`` when the broker cannot be reached, and ``MqttError``
+    when it refuses us or does not acknowledge in time (or the TLS files do not load); each
+    with a readable reason.
     """
     client = make_client(cfg, client_id, clean=True, manual_ack=False)
     done = threading.Event()
@@ -289,22 +312,30 @@ def publish_once(
     client.on_connect = connected
     try:
         client.connect(**connect_kwargs(cfg, clean=True))
-    except OSError as exc:
-        raise ConnectionError(f"cannot reach broker {cfg.host}:{cfg.port}: {exc}") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a host name IDNA cannot encode
+        where = f"{cfg.host}:{cfg.port}"
+        raise BrokerUnreachableError(f"cannot reach broker {where}: {exc}") from exc
     client.loop_start()
     try:
-        info = client.publish(topic, payload, qos=1)
-        deadline = threading.Event()
-        waited = 0.0
-        while not info.is_published() and not done.is_set() and waited < timeout:
-            deadline.wait(0.05)
-            waited += 0.05
+        try:
+            info = client.publish(topic, payload, qos=1)
+        except ValueError as exc:  # a topic paho refuses
+            raise MqttError(f"cannot publish to {topic!r}: {exc}") from exc
+
+        def published() -> bool:
+            try:
+                return info.is_published()
+            except (RuntimeError, ValueError):  # not sent: the broker hung up (refused us)
+                return False
+
+        end = time.monotonic() + timeout
+        while not published() and time.monotonic() < end:
+            if done.wait(0.05):
+                break
         if failure:
-            raise ConnectionError(failure[0])
-        if not info.is_published():
-            raise ConnectionError(
-                f"broker {cfg.host}:{cfg.port} did not acknowledge in {timeout:g}s"
-            )
+            raise MqttError(failure[0])
+        if not published():
+            raise MqttError(f"broker {cfg.host}:{cfg.port} did not acknowledge in {timeout:g}s")
     finally:
         client.disconnect()
         client.loop_stop()

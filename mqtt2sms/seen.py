@@ -23,7 +23,7 @@ import collections
 from collections.abc import Callable
 from dataclasses import replace
 
-from mqtt2sms.model import Message
+from mqtt2sms.model import Message, RetainedSeen
 from mqtt2sms.outbox import Outbox
 from mqtt2sms.router import Routed
 
@@ -36,7 +36,9 @@ class Seen:
         self.session_epoch = int(outbox.get_kv("session_epoch") or "0")
         outbox.set_kv({"epoch": str(self.epoch)})
         # topic -> digests of the last retained and the last live message acted on
-        self.topics = outbox.load_topics()
+        self.topics = {
+            t: RetainedSeen(r or "", v or "") for t, (r, v) in outbox.load_topics().items()
+        }
         self.dirty: set[str] = set()
 
     def session(self, present: bool) -> None:
@@ -51,7 +53,7 @@ class Seen:
 
     def retained_again(self, msg: Message) -> bool:
         """Is ``msg`` a retained copy of what was acted on last on its topic?"""
-        if not msg.retained or msg.digest not in self.topics.get(msg.topic, (None, None)):
+        if not self.topics.get(msg.topic, RetainedSeen()).repeats(msg):
             return False
         self.note(msg)  # it is what the broker keeps now
         return True
@@ -67,13 +69,11 @@ class Seen:
         """Remember the message's digest for its topic; return what forgets it again (a
         message whose handling failed is not remembered)."""
         old = self.topics.get(msg.topic)
-        if not msg.payload.strip():
-            if old is not None:
-                del self.topics[msg.topic]
-        elif msg.retained:
-            self.topics[msg.topic] = (msg.digest, old[1] if old else None)
+        new = (old or RetainedSeen()).after(msg)
+        if new is None:
+            self.topics.pop(msg.topic, None)
         else:
-            self.topics[msg.topic] = (old[0] if old else None, msg.digest)
+            self.topics[msg.topic] = new
         self.dirty.add(msg.topic)
 
         def undo() -> None:
@@ -87,7 +87,11 @@ class Seen:
     def save(self) -> None:
         """Write the topics' digests that changed. Raises StorageError."""
         if self.dirty:
-            self.outbox.save_topics({t: self.topics.get(t) for t in self.dirty})
+            changes: dict[str, tuple[str | None, str | None] | None] = {}
+            for t in self.dirty:
+                st = self.topics.get(t)
+                changes[t] = None if st is None else (st.retained or None, st.live or None)
+            self.outbox.save_topics(changes)
             self.dirty.clear()
 
 

@@ -11,6 +11,11 @@ schedule the engine keeps (a transport never runs a thread that touches state):
   status, the Android gateway's ``GET /message/{id}``); ``pending`` ones are asked again;
 - ``receive(mark) -> ([ReceivedText], mark)``: texts received since the high-water ``mark``
   (None: the first look, which only takes the mark), and the new mark to store.
+
+Failures travel as our exceptions, never as strings or library errors: like ``send``,
+``probe``, ``reports`` and ``receive`` raise only ``DeliveryError`` (for a poll,
+``TemporaryDeliveryError`` scope ``"transport"``, with ``auth=True`` when the credentials were
+refused), so whoever runs them can tell "down" from "refused" by type and flag, not by text.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""The dry run: what would go by smtp is written into a Maildir instead."""
+"""The dry run: what would go by smtp is written into a Maildir instead.
+
+Failures leave ``send`` as our errors only: ``build_email``'s ``DeliveryError`` for a bad
+address or ``smtp.from``, and ``TemporaryDeliveryError`` scope ``"transport"`` for anything the
+file system or ``mailbox`` refuses (a full disk, permissions, a name clash in tmp/).
+"""
 
 from __future__ import annotations
 
@@ -47,9 +52,10 @@ class MaildirTransport:
                     os.makedirs(os.path.join(self._directory, sub), mode=0o700, exist_ok=True)
                 self._box = mailbox.Maildir(self._directory, factory=None, create=False)
             key = self._box.add(data)
-        except OSError as exc:
+        except (OSError, mailbox.Error) as exc:
+            what = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
             raise TemporaryDeliveryError(
-                f"maildir {self._directory}: {exc.strerror or exc}", scope="transport"
+                f"maildir {self._directory}: {what or type(exc).__name__}", scope="transport"
             ) from exc
         log.info("dry run, not sent: to %s: %s", message.recipient, text.body.replace("\n", " "))
         return Receipt(self.name, str(message["Message-ID"]), key, dry_run=True)

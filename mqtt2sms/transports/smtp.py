@@ -19,6 +19,14 @@ idle close) is not a failure: the text goes again at once on a new connection, o
 After a transport-scope error the connection is dropped, so the next send reconnects;
 after a text-scope or permanent one it is reset (RSET) and kept.
 
+``smtp.timeout`` bounds a whole send (connect, greeting, EHLO, STARTTLS and its handshake,
+AUTH, MAIL, RCPT, DATA and the final reply; the one retry on a stale connection included), and
+``probe`` and ``close`` each the same way: a per-read timeout starts again with every byte, so
+a server that drips its reply a byte at a time would hold the send, and every text behind it,
+as long as it liked. Each blocking step gets only the time left, and a watchdog thread shuts
+the socket down when none is; that is a ``TemporaryDeliveryError`` scope ``"transport"``
+("timed out"), and the connection is discarded.
+
 The login is our own AUTH exchange (CRAM-MD5, PLAIN or LOGIN, in smtplib's order of
 preference), because smtplib encodes credentials as ASCII: RFC 4616 (PLAIN) and the
 practice of LOGIN and CRAM-MD5 are UTF-8, so ``password: "pässwört"`` works.
@@ -32,10 +40,12 @@ import hmac
 import quopri
 import re
 import smtplib
+import socket
 import ssl
 import threading
+import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
@@ -182,6 +192,163 @@ class _Stale(Exception):
     """A reused connection turned out to be closed; reconnect once and retry."""
 
 
+class _Deadline:
+    """The time one send (or probe, or close) may take: ``smtp.timeout``, all steps together.
+
+    ``bound`` gives the next blocking step only the time left (``TimeoutError`` once there is
+    none), and the transport's ``_Watchdog`` shuts the watched connection's socket down when
+    the time is up, so a read or write in progress ends at once (a reply dripped a byte at a
+    time included).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.passed = False
+        self.end_at = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._conn: _Connection | None = None
+        self._over = False
+
+    def watch(self, conn: _Connection) -> None:
+        """The connection this deadline bounds, and whose socket the watchdog shuts down."""
+        conn.deadline = self
+        with self._lock:
+            self._conn = conn
+
+    def left(self) -> float:
+        """Seconds left; raises ``TimeoutError`` when there are none."""
+        left = self.end_at - time.monotonic()
+        if left <= 0 or self.passed:
+            self.passed = True
+            raise TimeoutError(f"the send took more than {self.seconds:g}s")
+        return left
+
+    def check(self) -> None:
+        """After a reply: raises ``TimeoutError`` when the time ran out while it was read.
+
+        The reply may then be cut short, and smtplib takes ``250`` with the rest missing for a
+        whole ``250``: what it says cannot be trusted.
+        """
+        if self.passed:
+            raise TimeoutError(f"the send took more than {self.seconds:g}s")
+
+    def bound(self, conn: smtplib.SMTP) -> None:
+        """Before a blocking step: its socket may wait only for the time left."""
+        left = self.left()
+        if conn.sock is not None:
+            conn.sock.settimeout(left)
+
+    def end(self) -> None:
+        """The send is over: the watchdog must not touch the connection any more."""
+        with self._lock:
+            self._over = True
+
+    def expire(self) -> None:
+        """The time is up: shut the socket down (called by the watchdog)."""
+        with self._lock:
+            if self._over:
+                return
+            self.passed = True
+            sock = self._conn.sock if self._conn is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    # socket.socket's own shutdown: an SSLSocket's would drop its TLS state
+                    # under the thread reading from it.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One thread per transport that expires the deadline under way when its time is up.
+
+    A timer thread per send would cost about 0.15 ms of CPU a text; this one is started on the
+    first send, wakes at most once per ``smtp.timeout`` while texts go (a new deadline always
+    ends after the one it waits for), and ends after ``_WATCHDOG_IDLE`` seconds without one.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._current: _Deadline | None = None
+        self._thread: threading.Thread | None = None
+        self._idle = False  # waiting with no deadline: a new one must wake it
+
+    def arm(self, deadline: _Deadline) -> None:
+        with self._cond:
+            self._current = deadline
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="mqtt2sms-smtp-deadline", daemon=True
+                )
+                self._thread.start()
+            elif self._idle:
+                self._cond.notify()
+
+    def disarm(self, deadline: _Deadline) -> None:
+        deadline.end()
+        with self._cond:
+            if self._current is deadline:
+                self._current = None
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                deadline = self._current
+                if deadline is None:
+                    self._idle = True
+                    woken = self._cond.wait(_WATCHDOG_IDLE)
+                    self._idle = False
+                    if not woken and self._current is None:
+                        self._thread = None
+                        return
+                    continue
+                left = deadline.end_at - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                self._current = None
+                deadline.expire()
+
+
+_WATCHDOG_IDLE = 60.0
+
+
+class _Connection(smtplib.SMTP):
+    """``smtplib.SMTP`` that lives within the deadline it is watched by (``deadline``, set
+    anew for each send on a kept connection).
+
+    Its socket is made (and for ``security: ssl`` wrapped) in the time left, and after every
+    reply the socket may wait only for the time left: so a TLS handshake after STARTTLS, which
+    CPython's ssl module bounds as a whole by the socket's timeout, ends with the deadline too.
+    """
+
+    def __init__(self, tls: ssl.SSLContext | None, local_hostname: str | None) -> None:
+        super().__init__(local_hostname=local_hostname)  # no host: connect() comes later
+        self.deadline: _Deadline | None = None
+        self._tls = tls
+
+    def _left(self) -> float:
+        if self.deadline is None:
+            raise RuntimeError("an SMTP connection outside a deadline")
+        return self.deadline.left()
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        self._host = host  # what starttls checks the certificate against (SMTP(host) sets it)
+        sock = socket.create_connection((host, port), self._left(), self.source_address)
+        if self._tls is None:
+            return sock
+        try:
+            sock.settimeout(self._left())
+            return self._tls.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+
+    def getreply(self) -> tuple[int, bytes]:
+        reply = super().getreply()
+        if self.deadline is not None and self.sock is not None:
+            self.sock.settimeout(max(self.deadline.end_at - time.monotonic(), 0.001))
+        return reply
+
+
 class SmtpTransport:
     """One SMTP server, one connection kept open between sends; see the module docstring.
 
@@ -200,7 +367,10 @@ class SmtpTransport:
             self._domain = parse_from(config.from_addr)[1].rpartition("@")[2]
         except ValueError:
             self._domain = "localhost"  # build_email reports the bad from on every send
-        self._conn: smtplib.SMTP | None = None
+        self._conn: _Connection | None = None
+        self._deadline: _Deadline | None = None  # of the send, probe or close under way
+        self._watchdog = _Watchdog()
+        self._local_name: str | None = None  # what EHLO says we are
         self._context: ssl.SSLContext | None = None
         self._step = "connect"
         self._lock = threading.Lock()
@@ -214,8 +384,10 @@ class SmtpTransport:
         except Exception as exc:
             self._step = "building the mail"
             raise self._unexpected(exc) from exc
-        with self._lock:
+        with self._lock, self._bounded(drop=True) as deadline:
             try:
+                if self._conn is not None:
+                    deadline.watch(self._conn)
                 try:
                     return self._deliver(message, may_retry=self._conn is not None)
                 except _Stale:
@@ -225,36 +397,67 @@ class SmtpTransport:
             except Exception as exc:
                 with contextlib.suppress(Exception):
                     self._drop()  # in an unknown state: start again on the next send
-                raise self._unexpected(exc) from exc
+                raise (self._mapped(exc) if deadline.passed else self._unexpected(exc)) from exc
 
     def close(self) -> None:
         """Say QUIT and drop the connection, if one is open."""
         with self._lock:
-            self._drop(quit=True)
+            conn = self._conn
+            if conn is None:
+                return
+            with self._bounded(drop=False) as deadline:
+                deadline.watch(conn)
+                with contextlib.suppress(OSError):
+                    deadline.bound(conn)
+                self._drop(quit=True)
 
     def probe(self) -> str:
         """Connect, EHLO, STARTTLS, log in and QUIT on a connection of its own."""
-        with self._lock:
+        with self._lock, self._bounded(drop=False) as deadline:
             try:
-                conn = self._open()
+                conn = self._open(deadline)
             except (smtplib.SMTPException, OSError) as exc:
                 raise self._mapped(exc) from exc
             except Exception as exc:
-                raise self._unexpected(exc) from exc
-            with contextlib.suppress(Exception):
+                raise (self._mapped(exc) if deadline.passed else self._unexpected(exc)) from exc
+            try:
+                deadline.bound(conn)
                 _quit(conn)
+            except Exception:  # out of time (or a bug): close it without a goodbye
+                conn.close()
         cfg = self._config
         login = f"logged in as {cfg.username}" if cfg.username else "no login"
         return f"{self._where} {cfg.security}, {login}"
 
     # -- the shell ---------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _bounded(self, *, drop: bool) -> Iterator[_Deadline]:
+        """One deadline of ``smtp.timeout`` for what runs inside; with ``drop``, a kept
+        connection that was still in use when it passed is discarded."""
+        deadline = self._deadline = _Deadline(self._config.timeout)
+        self._watchdog.arm(deadline)
+        try:
+            yield deadline
+        finally:
+            self._watchdog.disarm(deadline)
+            self._deadline = None
+            if drop and deadline.passed:
+                with contextlib.suppress(Exception):
+                    self._drop()
+
+    def _at(self, step: str, conn: smtplib.SMTP) -> None:
+        """The next step, given only the time left of the deadline."""
+        self._step = step
+        if self._deadline is not None:
+            self._deadline.bound(conn)
+
     def _deliver(self, message: Mail, *, may_retry: bool) -> Receipt:
         sender, recipient, data = message.sender, message.recipient, message.data
         try:
-            conn = self._conn or self._open()
+            conn = self._conn or self._open(self._deadline_now())
             self._conn = conn
-            self._step = "MAIL"
+            self._at("MAIL", conn)
             code, resp = conn.mail(sender)
             if code == 421 and may_retry:
                 # The server hung up on our idle connection (Postfix: "421 4.4.2 ... timeout
@@ -263,19 +466,21 @@ class SmtpTransport:
                 raise _Stale
             if code != 250:
                 raise smtplib.SMTPResponseException(code, resp)
-            self._step = "RCPT"
+            self._at("RCPT", conn)
             code, resp = conn.rcpt(recipient)
             if code not in (250, 251):
                 raise smtplib.SMTPResponseException(code, resp)
-            self._step = "DATA"
+            self._at("DATA", conn)
             code, resp = conn.data(data)
+            self._deadline_now().check()  # a "250" cut short by the deadline is no 250
             if code != 250:
                 raise smtplib.SMTPResponseException(code, resp)
         except smtplib.SMTPServerDisconnected as exc:
             self._drop()
             # A reused connection the server closed while we were idle fails on MAIL: go again.
             # Not after a timeout (the server may be slow, not gone), and not twice.
-            if may_retry and self._step == "MAIL" and not isinstance(exc.__context__, TimeoutError):
+            timed_out = isinstance(exc.__context__, TimeoutError) or self._passed()
+            if may_retry and self._step == "MAIL" and not timed_out:
                 raise _Stale from exc
             raise self._mapped(exc) from exc
         except (smtplib.SMTPException, OSError) as exc:
@@ -287,28 +492,37 @@ class SmtpTransport:
             raise err from exc
         return Receipt(self.name, str(message["Message-ID"]), f"{code} {_reply(resp)}")
 
-    def _open(self) -> smtplib.SMTP:
+    def _deadline_now(self) -> _Deadline:
+        if self._deadline is None:  # every caller runs under _bounded
+            raise RuntimeError("an SMTP step outside a deadline")
+        return self._deadline
+
+    def _passed(self) -> bool:
+        return self._deadline is not None and self._deadline.passed
+
+    def _open(self, deadline: _Deadline) -> _Connection:
         cfg = self._config
         context = self._ssl_context() if cfg.security in ("ssl", "starttls") else None
         self._step = "connect"
-        conn: smtplib.SMTP
-        if cfg.security == "ssl":
-            conn = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout, context=context)
-        else:
-            conn = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
+        conn = _Connection(context if cfg.security == "ssl" else None, self._local_name)
+        self._local_name = conn.local_hostname  # socket.getfqdn() once, not per connection
+        deadline.watch(conn)
         try:
-            self._step = "EHLO"
+            code, reply = conn.connect(cfg.host, cfg.port)
+            if code != 220:
+                raise smtplib.SMTPConnectError(code, reply)
+            self._at("EHLO", conn)
             conn.ehlo_or_helo_if_needed()
             if cfg.security == "starttls":
-                self._step = "STARTTLS"
+                self._at("STARTTLS", conn)
                 if not conn.has_extn("starttls"):
                     # Never fall back to plaintext: the password would travel in the clear.
                     raise smtplib.SMTPNotSupportedError("server offers no STARTTLS")
                 conn.starttls(context=context)
-                self._step = "EHLO"
+                self._at("EHLO", conn)
                 conn.ehlo_or_helo_if_needed()
             if cfg.username:
-                self._step = "AUTH"
+                self._at("AUTH", conn)
                 if not conn.has_extn("auth"):
                     if cfg.security == "none" and conn.has_extn("starttls"):
                         raise smtplib.SMTPNotSupportedError(
@@ -332,6 +546,7 @@ class SmtpTransport:
         if self._conn is None:
             return
         try:
+            self._at(self._step, self._conn)
             code, _ = self._conn.rset()
         except (smtplib.SMTPException, OSError):
             code = 0
@@ -363,6 +578,8 @@ class SmtpTransport:
                 self._redact(f"smtp {self._where}: {what} ({step})"), scope="transport", auth=auth
             )
 
+        if self._passed():  # the watchdog shut the socket: whatever broke, it was time
+            return err(f"timed out after {self._config.timeout:g}s")
         if isinstance(exc, smtplib.SMTPServerDisconnected) and isinstance(
             exc.__context__, TimeoutError
         ):
