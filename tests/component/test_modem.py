@@ -178,6 +178,21 @@ def test_a_hung_modem_fails_the_text_in_time_and_the_next_send_works(fake: FakeM
     assert fake.commands.count("ATE0") >= 2
 
 
+def test_a_late_prompt_is_left_with_esc_so_nothing_half_typed_is_sent(fake: FakeModem) -> None:
+    fake.prompt_delay = 0.8  # longer than the prompt timeout; the modem waits for text
+    modem = transport(fake)
+    try:
+        with pytest.raises(TemporaryDeliveryError, match="no prompt"):
+            modem.send(text("late"))
+        fake.prompt_delay = 0.0
+        time.sleep(0.5)  # the late prompt arrives on the old port, closed now
+        modem.send(text("late"))
+    finally:
+        modem.close()
+    assert fake.aborted == [b""]  # ESC left the text before anything was typed
+    assert [s.text for s in fake.sent] == ["late"]
+
+
 def test_a_modem_that_restarts_between_texts_is_initialised_again(fake: FakeModem) -> None:
     modem = transport(fake)
     try:

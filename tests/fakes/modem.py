@@ -8,6 +8,7 @@ power-on (echo on, ``AT+CMEE=0``, PDU mode, ``GSM`` charset), and records each S
 text and 0x1B aborts it, or hex UTF-16BE).
 
 Modes: ``pin`` (the SIM asks for it), ``cms_errors`` (the next texts get ``+CMS ERROR: n``),
+``prompt_delay`` (the ``>`` prompt comes late, the modem waiting for the text all along),
 ``urcs_mid_send`` (unsolicited lines written before the prompt, after it, and between
 ``+CMGS`` and ``OK``), ``hang(seconds)`` (read and ignore everything for a while),
 ``unplug()`` / ``plug()`` (the link disappears and comes back pointing to a new pty, the
@@ -47,6 +48,7 @@ class FakeModem:
         self.commands: list[str] = []
         self.cms_errors: deque[int] = deque()
         self.urcs_mid_send: list[str] = []
+        self.prompt_delay = 0.0  # seconds between AT+CMGS and its prompt
         self.csq = (20, 0)
         self.creg = 1
         self.sim = (3, 30)
@@ -244,6 +246,9 @@ class FakeModem:
             self._typing = number
             for urc in self.urcs_mid_send:
                 self.inject(urc)
+            if self.prompt_delay:
+                threading.Timer(self.prompt_delay, self._write, ("\r\n> ",)).start()
+                return
             self._write("\r\n> ")
             for urc in self.urcs_mid_send:
                 self.inject(urc)
