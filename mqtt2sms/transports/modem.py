@@ -60,6 +60,10 @@ class _NoAnswer(Exception):
     """A command's reply did not come in time."""
 
 
+class _Stale(Exception):
+    """AT+CMGS got a bare ERROR: the modem lost its settings."""
+
+
 class _Gone(Exception):
     """The device failed under us (unplugged, EIO)."""
 
@@ -136,7 +140,7 @@ class ModemTransport:
         except ValueError as exc:
             raise PermanentDeliveryError(f"modem: {exc}") from exc
         with self._lock:
-            return self._guarded("sending", lambda: self._send(encoded))
+            return self._guarded("sending", lambda: self._send_once_more(encoded))
 
     def probe(self) -> str:
         """``AT``, ``AT+CPIN?``, ``AT+CSQ``, ``AT+CREG?``: one line, or a ``DeliveryError``."""
@@ -156,6 +160,25 @@ class ModemTransport:
 
     # -- the steps ----------------------------------------------------------------------
 
+    def _send_once_more(self, encoded: at.Encoded) -> Receipt:
+        """A modem that restarted silently since the last command (its settings lost, so
+        ``AT+CMGS`` gets a bare ``ERROR``) is initialised again and the text tried once more
+        at once: nothing was typed yet, so nothing can go twice."""
+        was_ready = self._port is not None and self._ready
+        try:
+            return self._send(encoded)
+        except _Stale:
+            if not was_ready:
+                raise TemporaryDeliveryError("modem: AT+CMGS refused: ERROR") from None
+            log.warning("modem: AT+CMGS refused with a bare ERROR: initialising it again")
+            self._close()
+            try:
+                return self._send(encoded)
+            except _Stale:
+                raise TemporaryDeliveryError(
+                    "modem: AT+CMGS refused: ERROR (even after initialising it again)"
+                ) from None
+
     def _send(self, encoded: at.Encoded) -> Receipt:
         self._ensure()
         self._set_coding(encoded)
@@ -168,6 +191,8 @@ class ModemTransport:
                 f"modem: no prompt within {self._prompt_timeout:g} s after AT+CMGS; "
                 "the port is closed and opened again before the next try"
             ) from None
+        if reply.result == "ERROR":  # no code, though AT+CMEE=1 was set: it restarted
+            raise _Stale
         if not reply.prompt:
             raise self._failed(reply, "sending")
         self._write(encoded.payload + at.CTRL_Z)

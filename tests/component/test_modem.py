@@ -206,6 +206,37 @@ def test_a_modem_that_restarts_between_texts_is_initialised_again(fake: FakeMode
     assert fake.commands.count("AT+CMGF=1") == 2
 
 
+def test_a_modem_that_restarts_silently_gets_the_text_at_once(fake: FakeModem) -> None:
+    modem = transport(fake)
+    try:
+        modem.send(text("before"))
+        fake.forget()  # echo on, CMEE=0, PDU mode, and not a word about it
+        modem.send(text("after", 2))
+    finally:
+        modem.close()
+    assert [s.text for s in fake.sent] == ["before", "after"]
+    assert fake.commands.count("AT+CMGF=1") == 2
+
+
+def test_a_text_whose_result_never_comes_is_temporary_and_may_repeat(fake: FakeModem) -> None:
+    fake.hang_after_text = 1.2
+    modem = transport(fake)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TemporaryDeliveryError, match="may have gone") as info:
+            modem.send(text("alarm"))
+        assert info.value.scope == "transport"
+        assert time.monotonic() - started < 1.8  # the result timeout (1 s)
+        fake.hang_after_text = 0.0
+        while fake.hanging:
+            time.sleep(0.05)
+        modem.send(text("alarm"))  # the engine's retry
+    finally:
+        modem.close()
+    # The modem had sent it: the retry repeats it (at most one repeat per hang).
+    assert [s.text for s in fake.sent] == ["alarm", "alarm"]
+
+
 def test_a_device_that_vanishes_and_comes_back_is_found_again(fake: FakeModem) -> None:
     modem = transport(fake)
     try:

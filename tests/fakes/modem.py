@@ -12,7 +12,8 @@ Modes: ``pin`` (the SIM asks for it), ``cms_errors`` (the next texts get ``+CMS 
 ``urcs_mid_send`` (unsolicited lines written before the prompt, after it, and between
 ``+CMGS`` and ``OK``), ``hang(seconds)`` (read and ignore everything for a while),
 ``unplug()`` / ``plug()`` (the link disappears and comes back pointing to a new pty, the
-modem reset), ``reboot()`` (``RDY``: settings back to their defaults).
+modem reset), ``reboot()`` (``RDY``: settings back to their defaults), ``forget()`` (the same
+without a word), ``hang_after_text`` (the text goes, its result never comes).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class FakeModem:
         self.cms_errors: deque[int] = deque()
         self.urcs_mid_send: list[str] = []
         self.prompt_delay = 0.0  # seconds between AT+CMGS and its prompt
+        self.hang_after_text = 0.0  # seconds it hangs after taking (and sending) a text
         self.csq = (20, 0)
         self.creg = 1
         self.sim = (3, 30)
@@ -116,6 +118,11 @@ class FakeModem:
         with self._lock:
             self._reset()
         self.inject("RDY")
+
+    def forget(self) -> None:
+        """The modem restarts silently: settings back to defaults, no ``RDY``."""
+        with self._lock:
+            self._reset()
 
     def inject(self, line: str) -> None:
         """Write an unsolicited line now."""
@@ -262,6 +269,9 @@ class FakeModem:
         else:
             text = "".join(GSM7_TABLE[b] if b < 128 else "\ufffd" for b in raw)
         self.sent.append(FakeSms(number, text, self.cscs, self.dcs, raw))
+        if self.hang_after_text:
+            self.hang(self.hang_after_text)
+            return
         if self.cms_errors:
             self.sent.pop()
             self._write(f"\r\n+CMS ERROR: {self.cms_errors.popleft()}\r\n")
