@@ -265,3 +265,13 @@ def test_commands() -> None:
     assert at.cscs("UCS2") == 'AT+CSCS="UCS2"'
     assert at.csmp(8) == "AT+CSMP=17,167,0,8"
     assert at.cpin("1234") == 'AT+CPIN="1234"'
+
+
+def test_the_gsm_table_is_03_38_in_code_point_order() -> None:
+    from mqtt2sms.sms import GSM7_TABLE
+
+    assert len(GSM7_TABLE) == 128 and len(set(GSM7_TABLE)) == 128
+    assert set(GSM7_TABLE) - {"\x1b"} == GSM7_BASIC
+    spots = {0x00: "@", 0x02: "$", 0x0A: "\n", 0x11: "_", 0x1A: "Ξ", 0x1B: "\x1b", 0x24: "¤"}
+    spots |= {0x40: "¡", 0x41: "A", 0x5B: "Ä", 0x60: "¿", 0x61: "a", 0x7F: "à"}
+    assert all(GSM7_TABLE[k] == v for k, v in spots.items())
