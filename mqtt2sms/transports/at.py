@@ -42,7 +42,8 @@ So a text goes as GSM only when every character is in the basic table and none o
 any other text, or one asked for as unicode, goes as UCS-2: ``AT+CSCS="UCS2"`` (the number and
 the text as hex UTF-16BE) with ``AT+CSMP=17,167,0,8`` so the SMS itself is UCS-2 (without it
 the phone shows ``?``). Hex digits never contain 0x1A or 0x1B, so nothing we write can end or
-abort a text early.
+abort a text early. A GSM-7 text that is too long for one UCS-2 SMS (70 characters) only
+because of its extension characters has them written plainly instead (``encode_one_sms``).
 
 Errors (``error_for``) become our exception tree: no network, a busy or missing SIM, a modem
 failure or an unanswered PIN are ``TemporaryDeliveryError`` of the way out (``scope
@@ -78,10 +79,12 @@ __all__ = [
     "decode_number",
     "decode_text",
     "describe",
+    "encode_one_sms",
     "encode_text",
     "error_for",
     "is_boot_marker",
     "is_unsolicited",
+    "length",
     "parse_cmgs",
     "parse_cmti",
     "parse_cpin",
@@ -132,6 +135,53 @@ def encode_text(text: str, number: str, *, unicode: bool = False) -> Encoded:
     if not unicode and all(c in _GSM_TYPABLE for c in text):
         return Encoded("GSM", 0, number, bytes(_GSM_CODE[c] for c in text))
     return Encoded("UCS2", 8, _ucs2_hex(number), _ucs2_hex(text).encode("ascii"))
+
+
+#: What one SMS holds in text mode: GSM-7 characters (septets), UCS-2 UTF-16 code units.
+ONE_SMS: Final[dict[str, int]] = {"GSM": 160, "UCS2": 70}
+
+#: Extension characters (and CR) written with basic ones, for a text that is GSM-7 but too
+#: long for one SMS as UCS-2 (text mode cannot type the extension table).
+_PLAIN: Final[dict[str, str]] = {
+    "€": "EUR",
+    "[": "(",
+    "]": ")",
+    "{": "(",
+    "}": ")",
+    "\\": "/",
+    "^": "'",
+    "~": "-",
+    "|": "/",
+    "\f": " ",
+    "\r": "\n",
+}
+
+
+def length(encoded: Encoded) -> int:
+    """Characters (GSM) or UTF-16 code units (UCS-2) of an encoded text."""
+    return len(encoded.payload) if encoded.charset == "GSM" else len(encoded.payload) // 4
+
+
+def encode_one_sms(text: str, number: str, *, unicode: bool = False) -> tuple[Encoded, str]:
+    """``encode_text``, for a text that must go as one SMS (the engine already made parts).
+
+    A text of GSM-7 characters that goes as UCS-2 only for its extension characters
+    (``€ [ ] { } \\ ^ ~ |``) holds 70 characters, not 160: when it is longer, those are
+    written with basic characters (``€`` -> ``EUR``, ``[`` -> ``(``, ``|`` -> ``/``) and it goes
+    as GSM-7, whole. Out: the ``Encoded`` and a note saying what was changed (``""``: nothing).
+    Raises ``ValueError`` for a bad number or a text no encoding fits into one SMS.
+    """
+    encoded = encode_text(text, number, unicode=unicode)
+    if length(encoded) <= ONE_SMS[encoded.charset]:
+        return encoded, ""
+    if not unicode:
+        plain = "".join(_PLAIN.get(c, c) for c in text)
+        if all(c in _GSM_TYPABLE for c in plain) and len(plain) <= ONE_SMS["GSM"]:
+            return encode_text(plain, number), "extension characters written plainly to fit"
+    raise ValueError(
+        f"too long for one SMS: {length(encoded)} {encoded.charset} characters, "
+        f"{ONE_SMS[encoded.charset]} fit (lower max_length for texts this way goes)"
+    )
 
 
 def _ucs2_hex(text: str) -> str:

@@ -136,9 +136,11 @@ class ModemTransport:
         """Send ``text.body`` to ``text.address`` (E.164) as one SMS."""
         unicode = getattr(text, "charset", None) == "unicode"
         try:
-            encoded = at.encode_text(text.body, text.address, unicode=unicode)
+            encoded, note = at.encode_one_sms(text.body, text.address, unicode=unicode)
         except ValueError as exc:
             raise PermanentDeliveryError(f"modem: {exc}") from exc
+        if note:
+            log.warning("modem: text %s: %s", text.id, note)
         with self._lock:
             return self._guarded("sending", lambda: self._send_once_more(encoded))
 

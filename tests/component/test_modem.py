@@ -80,6 +80,18 @@ def test_texts_gsm_text_mode_cannot_carry_go_as_ucs2(fake: FakeModem, body: str)
     assert "AT+CSMP=17,167,0,8" in fake.commands
 
 
+def test_a_text_too_long_for_one_sms_this_way_is_permanent(fake: FakeModem) -> None:
+    modem = transport(fake)
+    try:
+        with pytest.raises(PermanentDeliveryError, match="too long for one SMS"):
+            modem.send(text("Протечка " * 10))
+        modem.send(text("[kitchen] " + "x" * 100, 2))  # GSM-7 but for the brackets
+    finally:
+        modem.close()
+    [sms] = fake.sent
+    assert (sms.text, sms.charset) == ("(kitchen) " + "x" * 100, "GSM")
+
+
 def test_the_pin_is_given_when_the_sim_asks(tmp_path: Path) -> None:
     with FakeModem(tmp_path, pin="4321") as fake:
         modem = transport(fake, pin="4321")

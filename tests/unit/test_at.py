@@ -275,3 +275,35 @@ def test_the_gsm_table_is_03_38_in_code_point_order() -> None:
     spots = {0x00: "@", 0x02: "$", 0x0A: "\n", 0x11: "_", 0x1A: "Ξ", 0x1B: "\x1b", 0x24: "¤"}
     spots |= {0x40: "¡", 0x41: "A", 0x5B: "Ä", 0x60: "¿", 0x61: "a", 0x7F: "à"}
     assert all(GSM7_TABLE[k] == v for k, v in spots.items())
+
+
+def test_one_sms_keeps_extension_characters_when_they_fit_as_ucs2() -> None:
+    encoded, note = at.encode_one_sms("Price 5€ [ok]", NUMBER)
+    assert (encoded.charset, note) == ("UCS2", "")
+    assert at.decode_text("UCS2", encoded.payload) == "Price 5€ [ok]"
+
+
+def test_one_sms_writes_extension_characters_plainly_when_ucs2_is_too_long() -> None:
+    body = "Sensor [kitchen] says {leak} | cost 5€ " + "x" * 100  # 140: too long for UCS-2
+    encoded, note = at.encode_one_sms(body, NUMBER)
+    assert encoded.charset == "GSM" and "plainly" in note
+    assert at.decode_text("GSM", encoded.payload) == (
+        "Sensor (kitchen) says (leak) / cost 5EUR " + "x" * 100
+    )
+
+
+@pytest.mark.parametrize("body", ["x" * 161, "Ж" * 71, "€" * 71, "Ж[" + "x" * 69])
+def test_a_text_no_encoding_fits_into_one_sms_is_refused(body: str) -> None:
+    with pytest.raises(ValueError, match="too long for one SMS"):
+        at.encode_one_sms(body, NUMBER)
+
+
+@given(st.text(max_size=200), st.booleans())
+def test_one_sms_is_one_sms_or_refused(body: str, unicode: bool) -> None:
+    try:
+        encoded, note = at.encode_one_sms(body, NUMBER, unicode=unicode)
+    except ValueError:
+        return
+    assert at.length(encoded) <= at.ONE_SMS[encoded.charset]
+    if not note:
+        assert at.decode_text(encoded.charset, encoded.payload) == body
