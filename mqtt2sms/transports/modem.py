@@ -14,7 +14,13 @@ serial and OS errors become ``DeliveryError``:
   and never answered is unknown: a retry may send it twice (at most once more per hang);
 - ``+CMS ERROR`` / ``+CME ERROR``: as ``at.error_for`` says (no network, a busy SIM, a full
   SIM are the way out's; unknown codes are permanent for that text);
+- a bad number, or a text no encoding fits into one SMS (``at.encode_one_sms``):
+  ``PermanentDeliveryError`` before the modem is touched;
 - anything else that goes wrong in here: ``TemporaryDeliveryError`` saying "unexpected".
+
+A bare ``ERROR`` to ``AT+CMGS`` (we set ``AT+CMEE=1``, so the modem lost its settings in a
+silent restart) is not a failure: the modem is initialised again and the text tried once more
+at once; nothing had been typed, so nothing can go twice.
 
 Every failure of the way out closes the port; the next ``send`` or ``probe`` opens the
 device again by its configured path (so a ``/dev/serial/by-id/...`` link that udev moved to a
