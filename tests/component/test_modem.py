@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -267,6 +268,23 @@ def test_a_device_that_vanishes_and_comes_back_is_found_again(fake: FakeModem) -
         modem.close()
     assert [s.text for s in fake.sent] == ["before", "during", "after"]
     assert len(set(fake.ptys)) >= 2
+
+
+def test_a_device_unplugged_in_the_middle_of_a_send(fake: FakeModem) -> None:
+    fake.prompt_delay = 0.4
+    modem = transport(fake)
+    try:
+        modem.probe()
+        threading.Timer(0.1, fake.unplug).start()  # while AT+CMGS waits for its prompt
+        with pytest.raises(TemporaryDeliveryError, match="failed while sending") as info:
+            modem.send(text("alarm"))
+        assert info.value.scope == "transport"
+        fake.prompt_delay = 0.0
+        fake.plug()
+        modem.send(text("alarm"))
+    finally:
+        modem.close()
+    assert [s.text for s in fake.sent] == ["alarm"]
 
 
 def test_probe_says_sim_signal_and_registration(fake: FakeModem) -> None:
