@@ -119,6 +119,8 @@ class ModemTransport:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
+        self.poll_every = config.poll  # for the engine's poller (polling.py)
+        self.receives = False  # no receive() yet: the reader of received texts comes later
         self._timeout = timeout
         self._prompt_timeout = prompt_timeout
         self._send_timeout = send_timeout
