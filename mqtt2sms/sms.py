@@ -45,6 +45,7 @@ from dataclasses import dataclass
 __all__ = [
     "GSM7_BASIC",
     "GSM7_EXTENSION",
+    "GSM7_TABLE",
     "Formatted",
     "choose_charset",
     "compose",
@@ -53,13 +54,18 @@ __all__ = [
     "to_gsm7",
 ]
 
+#: The GSM 03.38 basic table in code-point order: ``GSM7_TABLE[n]`` is septet ``n`` (0-127);
+#: 0x1B is ESC, which only introduces an extension character. A modem in text mode with
+#: ``AT+CSCS="GSM"`` takes these code points as bytes (``transports/at.py``).
+GSM7_TABLE: str = (
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+
 #: The GSM 03.38 basic character set (one septet each), without ESC (0x1B), which only
 #: introduces an extension character. It includes CR, which ``to_gsm7`` never emits (it turns
 #: CR LF and lone CR into LF).
-GSM7_BASIC: frozenset[str] = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
+GSM7_BASIC: frozenset[str] = frozenset(GSM7_TABLE) - {"\x1b"}
 
 #: The GSM 03.38 extension table (ESC + one septet: two septets each). ``to_gsm7`` turns the
 #: form feed into a space like any other control character.

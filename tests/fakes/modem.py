@@ -1,0 +1,282 @@
+"""A fake GSM modem on a pseudo-terminal, for tests.
+
+A thread answers AT commands on the pty's master side; the transport opens the slave side
+through ``link`` (a symlink, as ``/dev/serial/by-id/...`` is). It speaks the text-mode subset
+of TS 27.005 / 27.007 that ``mqtt2sms.transports.modem`` uses, starts as a modem does after
+power-on (echo on, ``AT+CMEE=0``, PDU mode, ``GSM`` charset), and records each SMS it
+"sent", decoded by the charset and coding scheme in force (GSM 03.38 bytes, where 0x1A ends a
+text and 0x1B aborts it, or hex UTF-16BE).
+
+Modes: ``pin`` (the SIM asks for it), ``cms_errors`` (the next texts get ``+CMS ERROR: n``),
+``prompt_delay`` (the ``>`` prompt comes late, the modem waiting for the text all along),
+``urcs_mid_send`` (unsolicited lines written before the prompt, after it, and between
+``+CMGS`` and ``OK``), ``hang(seconds)`` (read and ignore everything for a while),
+``unplug()`` / ``plug()`` (the link disappears and comes back pointing to a new pty, the
+modem reset), ``reboot()`` (``RDY``: settings back to their defaults), ``forget()`` (the same
+without a word), ``hang_after_text`` (the text goes, its result never comes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import threading
+import time
+import tty
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from mqtt2sms.sms import GSM7_TABLE
+
+
+@dataclass(frozen=True)
+class FakeSms:
+    number: str
+    text: str
+    charset: str  # the AT+CSCS in force
+    dcs: int  # the last AT+CSMP's coding scheme
+    raw: bytes  # what came between the prompt and Ctrl-Z
+
+
+class FakeModem:
+    def __init__(self, directory: Path, *, pin: str | None = None) -> None:
+        self.link = directory / "usb-Fake_GSM_Modem_0001-if00-port0"
+        self.pin = pin
+        self.sent: list[FakeSms] = []
+        self.aborted: list[bytes] = []  # texts left with ESC
+        self.commands: list[str] = []
+        self.cms_errors: deque[int] = deque()
+        self.urcs_mid_send: list[str] = []
+        self.prompt_delay = 0.0  # seconds between AT+CMGS and its prompt
+        self.hang_after_text = 0.0  # seconds it hangs after taking (and sending) a text
+        self.csq = (20, 0)
+        self.creg = 1
+        self.sim = (3, 30)
+        self.ptys: list[str] = []  # every slave path made, in order
+        self._ref = 0
+        self._hang_until = 0.0
+        self._lock = threading.Lock()
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._stop = threading.Event()
+        self._reset()
+        self.plug()
+        self._thread = threading.Thread(target=self._run, name="fake-modem", daemon=True)
+        self._thread.start()
+
+    # -- control -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.unplug()
+
+    def __enter__(self) -> FakeModem:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def hang(self, seconds: float) -> None:
+        """Read and ignore everything for ``seconds``, then answer again."""
+        self._hang_until = time.monotonic() + seconds
+
+    @property
+    def hanging(self) -> bool:
+        return time.monotonic() < self._hang_until
+
+    def unplug(self) -> None:
+        """The device goes: the link disappears and the pty closes."""
+        with self._lock:
+            with contextlib.suppress(FileNotFoundError):
+                self.link.unlink()
+            for fd in (self._master, self._slave):
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            self._master = self._slave = None
+
+    def plug(self) -> None:
+        """The device comes (back): a new pty, the link moved to it, the modem just started."""
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        path = os.ttyname(slave)
+        tmp = self.link.with_name(self.link.name + ".new")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        tmp.symlink_to(path)
+        with self._lock:
+            self._reset()
+            self._master, self._slave = master, slave
+            os.replace(tmp, self.link)
+            self.ptys.append(path)
+
+    def reboot(self) -> None:
+        """The modem restarts on the same device: settings back to defaults, ``RDY``."""
+        with self._lock:
+            self._reset()
+        self.inject("RDY")
+
+    def forget(self) -> None:
+        """The modem restarts silently: settings back to defaults, no ``RDY``."""
+        with self._lock:
+            self._reset()
+
+    def inject(self, line: str) -> None:
+        """Write an unsolicited line now."""
+        self._write(f"\r\n{line}\r\n")
+
+    # -- the modem -----------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        self.echo = True
+        self.cmee = 0
+        self.cmgf = 0
+        self.cscs = "GSM"
+        self.dcs = 0
+        self.locked = self.pin is not None
+        self.pin_tries = 3
+        self._buf = bytearray()
+        self._typing: str | None = None  # the number of the text being typed
+
+    def _write(self, text: str | bytes) -> None:
+        data = text.encode("latin-1") if isinstance(text, str) else text
+        fd = self._master
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(fd, data)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            fd = self._master
+            if fd is None:
+                time.sleep(0.02)
+                continue
+            try:
+                ready, _, _ = select.select([fd], [], [], 0.05)
+                data = os.read(fd, 4096) if ready else b""
+            except OSError:
+                time.sleep(0.02)
+                continue
+            if not data or self.hanging:
+                continue
+            with self._lock:
+                if fd is self._master:
+                    self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        for b in data:
+            if self._typing is not None:
+                if b == 0x1A:
+                    self._finish_text(bytes(self._buf))
+                    self._buf.clear()
+                elif b == 0x1B:
+                    self.aborted.append(bytes(self._buf))
+                    self._buf.clear()
+                    self._typing = None
+                    self._write("\r\nOK\r\n")
+                else:
+                    self._buf.append(b)
+                continue
+            if b == 0x0D:
+                line = bytes(self._buf).decode("latin-1").strip()
+                self._buf.clear()
+                if self.echo:
+                    self._write(line + "\r")
+                if line:
+                    self._command(line)
+            elif b not in (0x0A, 0x1B):
+                self._buf.append(b)
+
+    def _ok(self, *lines: str) -> None:
+        self._write("".join(f"\r\n{ln}\r\n" for ln in lines) + "\r\nOK\r\n")
+
+    def _error(self, kind: str = "CME", code: int = 3) -> None:
+        self._write(f"\r\n+{kind} ERROR: {code}\r\n" if self.cmee else "\r\nERROR\r\n")
+
+    def _command(self, line: str) -> None:
+        self.commands.append(line)
+        cmd = line.upper()
+        if cmd == "AT":
+            self._ok()
+        elif cmd in ("ATE0", "ATE1"):
+            self.echo = cmd == "ATE1"
+            self._ok()
+        elif cmd.startswith("AT+CMEE="):
+            self.cmee = int(cmd.split("=")[1])
+            self._ok()
+        elif cmd == "AT+CPIN?":
+            state = "READY"
+            if self.locked:
+                state = "SIM PIN" if self.pin_tries else "SIM PUK"
+            self._ok(f"+CPIN: {state}")
+        elif cmd.startswith("AT+CPIN="):
+            given = line.split("=", 1)[1].strip('"')
+            if not self.locked or not self.pin_tries:
+                self._error("CME", 3)
+            elif given == self.pin:
+                self.locked = False
+                self._ok()
+                for urc in ("+CPIN: READY", "Call Ready", "SMS Ready"):
+                    self.inject(urc)
+            else:
+                self.pin_tries -= 1
+                self._error("CME", 16)
+        elif self.locked:
+            self._error("CME", 11)
+        elif cmd.startswith("AT+CMGF="):
+            self.cmgf = int(cmd.split("=")[1])
+            self._ok()
+        elif cmd.startswith("AT+CSCS="):
+            self.cscs = line.split("=", 1)[1].strip('"')
+            self._ok()
+        elif cmd.startswith("AT+CSMP="):
+            self.dcs = int(cmd.split(",")[-1])
+            self._ok()
+        elif cmd.startswith("AT+CPMS="):
+            used, total = self.sim
+            self._ok(f"+CPMS: {used},{total},{used},{total},{used},{total}")
+        elif cmd == "AT+CPMS?":
+            used, total = self.sim
+            self._ok(f'+CPMS: "SM",{used},{total},"SM",{used},{total},"SM",{used},{total}')
+        elif cmd.startswith("AT+CNMI="):
+            self._ok()
+        elif cmd == "AT+CSQ":
+            self._ok(f"+CSQ: {self.csq[0]},{self.csq[1]}")
+        elif cmd == "AT+CREG?":
+            self._ok(f"+CREG: 0,{self.creg}")
+        elif cmd.startswith("AT+CMGS=") and self.cmgf == 1:
+            field = line.split("=", 1)[1].strip('"')
+            number = bytes.fromhex(field).decode("utf-16-be") if self.cscs == "UCS2" else field
+            self._typing = number
+            for urc in self.urcs_mid_send:
+                self.inject(urc)
+            if self.prompt_delay:
+                threading.Timer(self.prompt_delay, self._write, ("\r\n> ",)).start()
+                return
+            self._write("\r\n> ")
+            for urc in self.urcs_mid_send:
+                self.inject(urc)
+        else:
+            self._error("CMS", 302)
+
+    def _finish_text(self, raw: bytes) -> None:
+        number, self._typing = self._typing or "", None
+        if self.cscs == "UCS2":
+            text = bytes.fromhex(raw.decode("ascii")).decode("utf-16-be", "surrogatepass")
+        else:
+            text = "".join(GSM7_TABLE[b] if b < 128 else "\ufffd" for b in raw)
+        self.sent.append(FakeSms(number, text, self.cscs, self.dcs, raw))
+        if self.hang_after_text:
+            self.hang(self.hang_after_text)
+            return
+        if self.cms_errors:
+            self.sent.pop()
+            self._write(f"\r\n+CMS ERROR: {self.cms_errors.popleft()}\r\n")
+            return
+        self._ref = (self._ref + 1) % 256
+        out = f"\r\n+CMGS: {self._ref}\r\n"
+        out += "".join(f"\r\n{urc}\r\n" for urc in self.urcs_mid_send)
+        self._write(out + "\r\nOK\r\n")
