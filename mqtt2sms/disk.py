@@ -36,7 +36,7 @@ class Disk:
     def error(self, what: str, exc: StorageError) -> None:
         """Report a storage error (see the module's comment)."""
         message = f"outbox: {exc}"
-        self.sink.set_error(message)
+        self.sink.set_error(message, "outbox")
         m = self.mono()
         if message != self._logged[0] or m - self._logged[1] >= LOG_EVERY:
             self._logged = (message, m)
@@ -83,5 +83,5 @@ class Disk:
             except StorageError:
                 return False
             self.pending.remove(upd)
-        self.sink.clear_error("outbox:")
+        self.sink.clear_error("outbox")
         return True

@@ -324,7 +324,7 @@ class Engine:
             log.exception(
                 "unexpected error%s", f" handling the message on {msg.topic}" if msg else ""
             )
-            self.sink.set_error(f"internal: {type(exc).__name__}: {exc}")
+            self.sink.set_error(f"internal: {type(exc).__name__}: {exc}", "internal")
             if msg is not None:
                 self.retry_messages.append((self.mono() + 5.0, 1, msg))
 
@@ -505,7 +505,7 @@ class Engine:
             self.held.remove(flight)
             log.info("the outbox takes texts again: message on %s committed", flight.msg.topic)
             if not self.held:
-                self.sink.clear_error("outbox:")
+                self.sink.clear_error("outbox")
         if done:
             try:
                 self.outbox.record(done)
@@ -538,7 +538,7 @@ class Engine:
         error = f"outbox: cannot commit texts ({exc}); {len(self.held)} message(s) held in memory"
         if flight.tries == 1 or flight.tries % 10 == 0:
             log.error("%s, retrying in %.0fs", error, wait)
-        self.sink.set_error(error)
+        self.sink.set_error(error, "outbox")
 
     def _retry_held(self) -> None:
         now = self.mono()
@@ -621,7 +621,7 @@ class Engine:
                 after.last_error,
                 self.clock.wall_of(after.down_until).astimezone(self.tz).strftime("%H:%M:%S"),
             )
-            self.sink.set_error(f"{name}: {after.last_error}")
+            self.sink.set_error(f"{name}: {after.last_error}", name)
             self._due_changed = True
             worker = self.workers.get(name)
             if worker is not None:
@@ -630,7 +630,7 @@ class Engine:
             if before.failures:
                 log.info("%s works again", name)
                 self._released()
-            self.sink.clear_error(f"{name}:")
+            self.sink.clear_error(name)
 
     def _released(self) -> None:
         """A way out works again (or the user asked): texts held for one are due now."""

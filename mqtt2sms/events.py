@@ -33,6 +33,7 @@ class Stats:
     # texts a dry run (no `smtp`) wrote to the maildir: never counted as sent, and they
     # never move last_sent_at, so Home Assistant shows no text that never left
     dry_run_today: int = 0
+    error_source: str = ""  # where last_error came from (a way out's name, outbox, ...)
 
     def roll(self, today: dt.date) -> None:
         if self.day != today.isoformat():
@@ -108,20 +109,22 @@ class EventSink:
     def emit(self, ev: Event) -> None:
         """Count, log and publish one outcome."""
         self.count(ev.state, ev.at, dry_run=bool(ev.extra.get("dry_run")))
-        if ev.state == "suppressed" and ev.error and ev.error.startswith("daily cap"):
-            self.set_error(ev.error)
+        if ev.state == "suppressed" and ev.extra.get("limit") == "daily_cap":
+            self.set_error(ev.error, "daily_cap")
         level = logging.INFO if ev.state in _QUIET else logging.WARNING
         elog.log(level, "%s", log_line(ev))
         self.publish(f"{self.base_topic}/event", json.dumps(ev.as_json()), False)
 
-    def set_error(self, error: str | None) -> None:
+    def set_error(self, error: str | None, source: str = "") -> None:
+        """The last error, and where it came from (a way out's name, ``outbox``, ...)."""
+        self.stats.error_source = source if error else ""
         if self.stats.last_error != error:
             self.stats.last_error = error
             self._changed()
 
-    def clear_error(self, prefix: str) -> None:
-        """Forget the last error when it came from ``prefix`` (a way out that works again)."""
-        if self.stats.last_error and self.stats.last_error.startswith(prefix):
+    def clear_error(self, source: str) -> None:
+        """Forget the last error when it came from ``source`` (a way out that works again)."""
+        if self.stats.last_error and self.stats.error_source == source:
             self.set_error(None)
 
     def publish_json(self, subtopic: str, body: object, retain: bool = False) -> None:

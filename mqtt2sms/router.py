@@ -325,7 +325,8 @@ class _Builder:
                 elapsed=self.elapsed,
             )
             if d.action == "suppress":
-                self._event("suppressed", rule, to=contact.name, error=d.reason, extra={"key": key})
+                extra: dict[str, object] = {"key": key, "limit": d.limit}
+                self._event("suppressed", rule, to=contact.name, error=d.reason, extra=extra)
                 continue
             any_accepted = True
             window = (

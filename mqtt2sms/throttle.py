@@ -223,6 +223,7 @@ class RecipientDecision:
     action: Literal["send", "suppress", "defer"]
     reason: str = ""
     until: dt.datetime | None = None
+    limit: Literal["", "daily_cap", "quiet_hours", "rate"] = ""  # which limit decided it
 
 
 # --------------------------------------------------------------------------- helpers
@@ -443,13 +444,13 @@ def check_recipient(
                 reason = (
                     f"daily cap of {cap} reached ({today_count} parts today, this text has {parts})"
                 )
-            return RecipientDecision("suppress", reason, _next_local_midnight(now, tz))
+            return RecipientDecision("suppress", reason, _next_local_midnight(now, tz), "daily_cap")
 
     if not high and limits.quiet_hours is not None:
         end = quiet_window_end(limits.quiet_hours, now, tz)
         if end is not None:
             shown = end.astimezone(tz).strftime("%H:%M")
-            return RecipientDecision("defer", f"quiet hours until {shown}", end)
+            return RecipientDecision("defer", f"quiet hours until {shown}", end, "quiet_hours")
 
     rate = limits.per_recipient
     if not high and rate is not None and _rate_active(rate):
@@ -459,7 +460,8 @@ def check_recipient(
             ordered = sorted(inside)
             frees = ordered[len(ordered) - rate.count] + dt.timedelta(seconds=rate.per)
             reason = f"rate limit {_format_rate(rate)} for {recipient}"
-            return RecipientDecision("suppress", reason, now + max(frees - at, dt.timedelta(0)))
+            until = now + max(frees - at, dt.timedelta(0))
+            return RecipientDecision("suppress", reason, until, "rate")
 
     return RecipientDecision("send")
 

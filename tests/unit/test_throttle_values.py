@@ -199,7 +199,7 @@ def test_rate_allows_count_then_suppresses_until_a_slot_frees() -> None:
     s = accepted([0, 100])
     assert recipient(accepted([0]), RATE, at(200)) == RecipientDecision("send")
     assert recipient(s, RATE, at(200)) == RecipientDecision(
-        "suppress", "rate limit 2/h for alex", at(3600)
+        "suppress", "rate limit 2/h for alex", at(3600), "rate"
     )
     assert recipient(s, RATE, at(3599.999)).action == "suppress"
     assert recipient(s, RATE, at(3600)) == RecipientDecision("send")
@@ -214,7 +214,7 @@ def test_the_rate_is_measured_on_the_elapsed_axis() -> None:
     s = accepted([0, 100])
     # the wall clock jumped a day ahead; on the elapsed axis only 200 s passed
     d = recipient(s, RATE, at(86400 + 200), elapsed=at(200))
-    assert d == RecipientDecision("suppress", "rate limit 2/h for alex", at(86400 + 3600))
+    assert d == RecipientDecision("suppress", "rate limit 2/h for alex", at(86400 + 3600), "rate")
 
 
 @pytest.mark.parametrize(
@@ -249,7 +249,7 @@ def test_a_rate_of_one_per_second_counts() -> None:
     limits = Limits(per_recipient=Rate(1, 1), daily_cap=0, quiet_hours=None)
     s = throttle.note_accepted(EMPTY, "alex", 1, at(0), UTC, 1)
     assert recipient(s, limits, at(0.5)) == RecipientDecision(
-        "suppress", "rate limit 1/s for alex", at(1)
+        "suppress", "rate limit 1/s for alex", at(1), "rate"
     )
 
 
@@ -262,12 +262,15 @@ def test_daily_cap_counts_parts_and_stops_even_high() -> None:
     assert recipient(s, CAP) == RecipientDecision("send")
     midnight = dt.datetime(2026, 3, 11, tzinfo=UTC)
     assert recipient(s, CAP, parts=2, priority="high") == RecipientDecision(
-        "suppress", "daily cap of 3 reached (2 parts today, this text has 2)", midnight
+        "suppress",
+        "daily cap of 3 reached (2 parts today, this text has 2)",
+        midnight,
+        "daily_cap",
     )
     s = throttle.note_deferred(s, 1, T0, UTC)
     assert throttle.day_count(s, T0, UTC) == 3
     assert recipient(s, CAP, priority="high") == RecipientDecision(
-        "suppress", "daily cap of 3 reached", midnight
+        "suppress", "daily cap of 3 reached", midnight, "daily_cap"
     )
     # the next local day starts from 0
     assert recipient(s, CAP, midnight) == RecipientDecision("send")
@@ -278,7 +281,10 @@ def test_the_cap_ends_at_local_midnight() -> None:
     s = throttle.note_accepted(EMPTY, "alex", 3, T0, NY, None)
     d = throttle.check_recipient(s, "alex", 1, "normal", CAP, T0, NY)
     assert d == RecipientDecision(
-        "suppress", "daily cap of 3 reached", dt.datetime(2026, 3, 11, 4, 0, tzinfo=UTC)
+        "suppress",
+        "daily cap of 3 reached",
+        dt.datetime(2026, 3, 11, 4, 0, tzinfo=UTC),
+        "daily_cap",
     )
     # the night of spring forward: local midnight is 05:00 UTC before, 04:00 after
     before = dt.datetime(2026, 3, 7, 20, 0, tzinfo=UTC)
@@ -291,7 +297,7 @@ def test_quiet_hours_defer_normal_not_high() -> None:
     limits = Limits(per_recipient=None, daily_cap=0, quiet_hours=NIGHT)
     now = ny(10, 23, 15)
     d = throttle.check_recipient(EMPTY, "alex", 1, "normal", limits, now, NY)
-    assert d == RecipientDecision("defer", "quiet hours until 07:00", ny(11, 7))
+    assert d == RecipientDecision("defer", "quiet hours until 07:00", ny(11, 7), "quiet_hours")
     d = throttle.check_recipient(EMPTY, "alex", 1, "high", limits, now, NY)
     assert d == RecipientDecision("send")
 
