@@ -251,8 +251,7 @@ class Daemon:
             return False
         if self.link is not None and not self.link.alive():
             return False
-        limit = max(60.0, (self.config.smtp.timeout * 3) if self.config.smtp else 60.0)
-        return e.stuck_for() < limit
+        return e.stuck_for() < 60.0
 
     def _do_reload(self) -> None:
         self.notifier.reloading()

@@ -42,7 +42,7 @@ from mqtt2sms import delivery, elapsed, texts, throttle
 from mqtt2sms.clock import Clock, span
 from mqtt2sms.delivery import Health
 from mqtt2sms.disk import Disk
-from mqtt2sms.errors import StorageError
+from mqtt2sms.errors import Mqtt2SmsError, StorageError
 from mqtt2sms.events import EventSink, Stats
 from mqtt2sms.flights import Flight, Try
 from mqtt2sms.model import Message
@@ -239,13 +239,11 @@ class Engine:
         return self.thread.is_alive() if self.threaded else True
 
     def stuck_for(self) -> float:
-        """Seconds the engine, or a worker in one send, has been busy without coming back."""
-        now = self.mono()
-        busy = now - self.heartbeat
-        for w in self.workers.values():
-            if w.busy_since is not None:
-                busy = max(busy, now - w.busy_since)
-        return busy
+        """Seconds the engine's loop has been busy without coming back. A worker in a long
+        send is not counted: every way out bounds its own sends (``smtp.timeout`` for a whole
+        send, the HTTP timeouts, the modem's per-command ones), and a slow one holds back no
+        other, so a hung modem must not get the whole daemon restarted by the watchdog."""
+        return self.mono() - self.heartbeat
 
     def stop(self, grace: float = 10.0) -> None:
         """Finish the sends in flight (at most ``grace`` seconds), save, close."""
@@ -726,8 +724,10 @@ class Engine:
     def _polled(self, done: Done) -> None:
         name = done.transport
         self.poller.answered(name, done.job.kind)
-        if done.error:
-            log.warning("%s: asking for %s failed: %s", name, done.job.kind, done.error)
+        if done.error is not None:
+            err = done.error
+            why = str(err) if isinstance(err, Mqtt2SmsError) else f"{type(err).__name__}: {err}"
+            log.warning("%s: asking for %s failed: %s", name, done.job.kind, why)
             return
         now = self._now_both()
         for rep in done.reports:

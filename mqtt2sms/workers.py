@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from mqtt2sms import delivery
-from mqtt2sms.errors import PermanentDeliveryError, TemporaryDeliveryError
+from mqtt2sms.errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
 from mqtt2sms.transports.base import (
     DeliveryReport,
     OutgoingText,
@@ -50,7 +50,7 @@ class Done:
     reports: tuple[DeliveryReport, ...] = ()
     received: tuple[ReceivedText, ...] = ()
     mark: str | None = None
-    error: str | None = None  # a poll that failed
+    error: Exception | None = None  # a poll that failed: our DeliveryError, or a bug
     # set by the engine once it has recorded the result: a worker starts its next send only
     # then, so a kill finds at most one text per way out sent and not recorded
     processed: threading.Event | None = field(default=None, compare=False)
@@ -70,8 +70,8 @@ def run(name: str, transport: Transport, job: Job, mono: Callable[[], float]) ->
             got, mark = transport.receive(job.mark)
             return Done(job, name, None, received=tuple(got), mark=mark)
     except Exception as exc:  # a poll that fails is asked again at the next one
-        return Done(job, name, None, error=f"{type(exc).__name__}: {exc}")
-    return Done(job, name, None, error=f"{name} cannot {job.kind}")
+        return Done(job, name, None, error=exc)
+    return Done(job, name, None, error=DeliveryError(f"{name} cannot {job.kind}"))
 
 
 def attempt(transport: Transport, text: OutgoingText) -> delivery.Result:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import textwrap
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -362,3 +364,33 @@ def test_a_full_disk_does_not_keep_a_queued_text_from_leaving(tmp_path: Path) ->
     assert rig.bodies(rig.smtp) == ["Leak"]
     assert rig.outbox.queued_count() == 0
     assert rig.outbox.recent()[0].state == "sent"
+
+
+def test_a_hung_way_out_holds_back_no_other_and_does_not_wedge_the_engine(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.engine.stop(0)
+    rig.loaded = rig.load(
+        "rules:\n  - {name: tw, topic: home/alerts/tw, to: [sam], via: [twilio]}\n"
+    )
+    release = threading.Event()
+
+    def hang(t: OutgoingText) -> Receipt:
+        release.wait(10)  # a modem that stopped answering
+        return Receipt("smtp", t.id, "ok")
+
+    rig.smtp._call = hang
+    rig.engine = rig.make(threaded=True)
+    try:
+        rig.engine.submit(rig.message('{"message": "Leak", "to": "alex"}'))
+        deadline = time.monotonic() + 5
+        while not rig.smtp.sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(1.5)  # the worker is stuck in its send
+        assert rig.engine.stuck_for() < 1.0  # the watchdog keeps being fed
+        rig.engine.submit(rig.message("Smoke", "home/alerts/tw"))
+        while not rig.twilio.delivered and time.monotonic() < deadline + 5:
+            time.sleep(0.01)
+        assert [t.body for t in rig.twilio.delivered] == ["Smoke"]
+    finally:
+        release.set()
+        rig.engine.stop(2)
