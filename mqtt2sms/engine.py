@@ -1,23 +1,23 @@
-"""The engine: the one owner of the outbox, the throttle state, the stats and the health of
-each way out, and the only place that acts on the core's decisions.
+"""The engine: the loop, intake, the hand-off to workers and the ack; the one owner of the
+outbox, the live throttle state, the stats and the health of each way out.
 
-Theory of operation. One thread (``_loop``) takes items from its inbox: MQTT ``Message``s,
-``Reload``s and the ``Done`` results that the workers (one per way out, ``workers.py``) hand
-back. For a message it routes (``router.route``), asks the delivery policy
-(``delivery.decide``) for each text, gives a text that can leave now to its way out's worker
-and commits the others to the outbox. When every text of the message is sent, finished or
-committed, it writes the history row (no fsync), applies the throttle changes and only then
-acknowledges the message to the broker. A result comes back as ``Done``; ``delivery.after``
-says what it changes. Queued texts are picked from the outbox when due, in queue order.
+Theory of operation. One thread (``_main``) takes items from its inbox: MQTT ``Message``s,
+``Reload``s, ``Session``s (the broker accepted a connection) and the ``Done`` results the
+workers (one per way out, ``workers.py``) hand back, which go first. A message is routed
+(``router.route``) into texts, each a ``texts.Record`` of a ``flights.Flight``; the delivery
+policy (``delivery.decide``) says what to do with each, ``texts.plan`` turns that into a
+``Change``, and ``_apply`` makes it: the only place a text moves, its event is published and
+its try is handed to a worker, whether the text is in memory or a row of the outbox. A
+result comes back the same way (``delivery.after``, ``texts.plan_after``, ``_apply``). When
+none of a message's texts is being tried, the queued ones are committed, the throttle
+changes kept, and only then is the message acknowledged. Queued rows are picked from the
+outbox when due, in queue order, and go through the same ``_dispatch``.
 
-What can go wrong without losing an alert:
-- the outbox cannot be written (a full disk): the message stays in memory, unacknowledged,
-  and the commit (or a send, once its way out works) is retried with a backoff; the error is
-  reported in the log, ``stats.last_error`` and STATUS=;
-- anything unexpected while handling a message: it is retried the same way;
-- the wall clock steps: every duration is on the elapsed axis (``elapsed.py``), so nothing
-  expires, cools down or backs off because of it; the step is logged and quiet-hours holds
-  are recomputed from their wall-clock end.
+The rooms around it: ``clock.py`` (the elapsed and throttle axes, clock steps),
+``throttle_store.py`` (cooldowns and rates between messages), ``seen.py`` (redeliveries and
+retained copies), ``flights.py`` (a message until its ack), ``disk.py`` (what a full disk
+refused), ``polling.py`` (delivery reports and received texts), ``texts.py`` (a text's one
+record and table).
 
 Clocks, the random source, transports and the publish and ack functions come in as
 arguments, so tests run the engine in-process (``threaded=False`` with ``InlineWorker``s, or
@@ -42,12 +42,12 @@ from mqtt2sms import delivery, elapsed, texts, throttle
 from mqtt2sms.clock import Clock, span
 from mqtt2sms.delivery import Health
 from mqtt2sms.disk import Disk
-from mqtt2sms.errors import Mqtt2SmsError, StorageError
+from mqtt2sms.errors import StorageError
 from mqtt2sms.events import EventSink, Stats
 from mqtt2sms.flights import Flight, Try
 from mqtt2sms.model import Message
 from mqtt2sms.outbox import Outbox, ts
-from mqtt2sms.polling import Poller, received_body
+from mqtt2sms.polling import Poller
 from mqtt2sms.render import Templates
 from mqtt2sms.router import Routed, route
 from mqtt2sms.seen import Seen, without
@@ -152,7 +152,7 @@ class Engine:
         self._stats_at = -1e18
         self._pruned_at = mono()
         self._data_version = outbox.data_version()
-        self.poller = Poller(poll_every)
+        self.poller = Poller(outbox, self.disk, self.sink, poll_every)
         self.thread = threading.Thread(target=self._main, name="engine", daemon=True)
 
     # -- clocks ----------------------------------------------------------------------------
@@ -703,51 +703,21 @@ class Engine:
 
     def _poll(self) -> None:
         """Ask the ways out that can tell for delivery reports and received texts."""
-        m, now = self.mono(), self._now()
-        since = self.now_e() - max(self.config.limits.max_age, 3600.0)
+        now, since = self._now(), self.now_e() - max(self.config.limits.max_age, 3600.0)
         for name, t in self.transports.items():
             worker = self.workers.get(name)
-            if worker is None or self.health.get(name, delivery.HEALTHY).is_down(now):
-                continue
-            awaiting = functools.partial(self._awaiting, name, since)
-            mark = functools.partial(self.disk.attempt, functools.partial(self._mark, name))
-            for job in self.poller.due(name, t, m, awaiting, mark):
-                worker.put(job)
-
-    def _awaiting(self, name: str, since: float) -> list[str]:
-        got = self.disk.attempt(functools.partial(self.outbox.awaiting_reports, name, since))
-        return got or []
-
-    def _mark(self, name: str) -> str | None:
-        return self.outbox.get_kv(f"mark:{name}")
+            if worker is not None and not self.health.get(name, delivery.HEALTHY).is_down(now):
+                for job in self.poller.due(name, t, self.mono(), since):
+                    worker.put(job)
 
     def _polled(self, done: Done) -> None:
-        name = done.transport
-        self.poller.answered(name, done.job.kind)
-        if done.error is not None:
-            err = done.error
-            why = str(err) if isinstance(err, Mqtt2SmsError) else f"{type(err).__name__}: {err}"
-            log.warning("%s: asking for %s failed: %s", name, done.job.kind, why)
-            return
         now = self._now_both()
-        for rep in done.reports:
-            if rep.state == "pending":
-                continue
-            row = self.disk.attempt(functools.partial(self.outbox.by_remote, name, rep.remote_id))
-            if row is None:
-                continue
-            report = delivery.Report(rep.state, rep.detail)
+        for row, report in self.poller.answered(done, self.config, now.wall):
             opts = self._options(row.rule)
             ar = delivery.after_report(row.track(), report, opts, now.instant, True)
-            for change in plan_report(row, ar, name, rep.detail, now):
+            for change in plan_report(row, ar, done.transport, report.detail, now):
                 self._apply(row, change, None)
                 row = change.record
-        if done.job.kind == "receive" and done.mark is not None:
-            for rx in done.received:
-                body = received_body(self.config, name, rx, self.wall())
-                if body is not None:
-                    self.sink.publish_json("received", body)
-            self.disk.attempt(lambda: self.outbox.set_kv({f"mark:{name}": str(done.mark)}))
 
     def publish_stats(self) -> None:
         self._stats_at = self.mono()

@@ -14,12 +14,26 @@ be published.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import functools
+import logging
 from typing import Literal
 
 from mqtt2sms import config as cfg
-from mqtt2sms.transports.base import ReceivedText, Receiving, Reporting, Transport
-from mqtt2sms.workers import Job
+from mqtt2sms import delivery
+from mqtt2sms.disk import Disk
+from mqtt2sms.errors import Mqtt2SmsError
+from mqtt2sms.events import EventSink
+from mqtt2sms.outbox import Outbox
+from mqtt2sms.texts import Record
+from mqtt2sms.transports.base import (
+    ReceivedText,
+    Receiving,
+    Reporting,
+    Transport,
+)
+from mqtt2sms.workers import Done, Job
+
+log = logging.getLogger("mqtt2sms")
 
 Kind = Literal["reports", "receive"]
 DEFAULT_EVERY = 15.0  # seconds, for a way out that does not say
@@ -37,23 +51,22 @@ def receives(transport: Transport) -> bool:
 
 
 class Poller:
-    """When each way out is next asked for what; the engine owns one."""
+    """When each way out is next asked for what, and what its answers say; the engine owns
+    one and applies the reports it hands back."""
 
-    def __init__(self, default_every: float = DEFAULT_EVERY) -> None:
+    def __init__(
+        self, outbox: Outbox, disk: Disk, sink: EventSink, default_every: float = DEFAULT_EVERY
+    ) -> None:
+        self.outbox = outbox
+        self.disk = disk
+        self.sink = sink
         self.default_every = default_every
         self._asked: dict[tuple[str, Kind], float] = {}  # monotonic: when it was last asked
         self._out: set[tuple[str, Kind]] = set()  # asked, no answer yet
 
-    def due(
-        self,
-        name: str,
-        transport: Transport,
-        mono: float,
-        awaiting: Callable[[], list[str]],
-        mark: Callable[[], str | None],
-    ) -> list[Job]:
-        """The questions to put to ``transport`` now. ``awaiting`` gives the remote ids of
-        texts it took that have no final report yet; ``mark`` its high-water mark."""
+    def due(self, name: str, transport: Transport, mono: float, since: float) -> list[Job]:
+        """The questions to put to ``transport`` now: the reports of the texts it took
+        since ``since`` (elapsed) that have none yet, and the texts after its mark."""
         jobs: list[Job] = []
         interval = every(transport, self.default_every)
         for kind in ("reports", "receive"):
@@ -63,19 +76,45 @@ class Poller:
             self._asked[key] = mono
             job: Job | None = None
             if kind == "reports" and isinstance(transport, Reporting):
-                ids = awaiting()
+                ids = self.disk.attempt(lambda: self.outbox.awaiting_reports(name, since))
                 if ids:
                     job = Job(f"reports:{name}", kind="reports", ids=tuple(ids))
             elif kind == "receive" and receives(transport):
-                job = Job(f"receive:{name}", kind="receive", mark=mark())
+                mark = self.disk.attempt(lambda: self.outbox.get_kv(f"mark:{name}"))
+                job = Job(f"receive:{name}", kind="receive", mark=mark)
             if job is not None:
                 self._out.add(key)
                 jobs.append(job)
         return jobs
 
-    def answered(self, name: str, kind: str) -> None:
-        """The answer to ``name``'s question of ``kind`` came back (or failed)."""
-        self._out.discard((name, kind))
+    def answered(
+        self, done: Done, config: cfg.Config, wall: dt.datetime
+    ) -> list[tuple[Record, delivery.Report]]:
+        """An answer came back: received texts are published (as ``received:`` allows) and
+        the mark moved past them; the final reports are returned with their rows."""
+        name = done.transport
+        self._out.discard((name, done.job.kind))
+        if done.error is not None:
+            err = done.error
+            why = str(err) if isinstance(err, Mqtt2SmsError) else f"{type(err).__name__}: {err}"
+            log.warning("%s: asking for %s failed: %s", name, done.job.kind, why)
+            return []
+        out = []
+        for rep in done.reports:
+            if rep.state == "pending":
+                continue
+            row = self.disk.attempt(functools.partial(self.outbox.by_remote, name, rep.remote_id))
+            if row is not None:
+                ok = rep.state == "delivered"
+                report = delivery.Report("delivered" if ok else "undelivered", rep.detail)
+                out.append((row, report))
+        if done.job.kind == "receive" and done.mark is not None:
+            for rx in done.received:
+                body = received_body(config, name, rx, wall)
+                if body is not None:
+                    self.sink.publish_json("received", body)
+            self.disk.attempt(lambda: self.outbox.set_kv({f"mark:{name}": str(done.mark)}))
+        return out
 
 
 def received_body(
