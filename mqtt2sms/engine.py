@@ -582,6 +582,8 @@ class Engine:
         if done.result is None:  # not tried: handed back by a stopping or recalled worker
             if not self.stopping.is_set():
                 if flight is not None:
+                    # never tried, so it is where it was before the hand-off: new
+                    rec = flight.records[rec.id] = replace(rec, state="new")
                     self._dispatch(rec, flight)
                 else:
                     self.disk.update(rec.id, "queued", {"next_at": self.now_e()})

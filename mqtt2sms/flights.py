@@ -13,7 +13,7 @@ is *held* in memory, unacknowledged, and the commit is tried again with a backof
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mqtt2sms import delivery, throttle
 from mqtt2sms.model import Event, Message
@@ -37,7 +37,15 @@ class Flight:
         return not self.outstanding
 
     def to_commit(self) -> list[Record]:
-        return [r for r in self.records.values() if r.state == "queued"]
+        """The records to commit: the queued ones, and (never expected: a text must not be
+        lost to a slip) any still open with no try out, queued to be tried again now."""
+        out = []
+        for r in self.records.values():
+            if r.state in ("new", "sending") and r.id not in self.outstanding:
+                r = replace(r, state="queued", reason="new")
+            if r.state == "queued":
+                out.append(r)
+        return out
 
     def to_record(self) -> list[Record]:
         return [

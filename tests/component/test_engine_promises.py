@@ -77,7 +77,10 @@ class SteppedWorker:
         self.done(run(self.name, self.transport, self.jobs.pop(0), lambda: 0.0))
 
     def recall(self) -> None:
-        pass
+        """Hand back the jobs not started, as not tried (the way out went down)."""
+        jobs, self.jobs = self.jobs, []
+        for job in jobs:
+            self.done(Done(job, self.name, None))
 
     def stop(self) -> None:
         pass
@@ -394,3 +397,30 @@ def test_a_hung_way_out_holds_back_no_other_and_does_not_wedge_the_engine(tmp_pa
     finally:
         release.set()
         rig.engine.stop(2)
+
+
+def test_texts_handed_back_by_a_way_out_that_went_down_are_queued_and_said_so(
+    rig: Rig,
+) -> None:
+    worker = SteppedWorker("smtp", rig.smtp, rig.engine._result)
+    rig.engine.workers["smtp"] = worker
+    first, second = rig.message("alert 0"), rig.message("alert 1")
+    rig.engine.submit(first)
+    rig.engine.submit(second)
+    rig.engine.drain()
+    assert len(worker.jobs) == 2  # both handed to the worker while it looked healthy
+    rig.smtp._call = down
+    worker.run_one()  # the first finds it down: the second is handed back, not tried
+    rig.engine.drain()
+    assert len(rig.smtp.sent) == 1
+    assert {e["id"] for e in rig.events("deferred")} == {"a1-1", "a2-1"}
+    assert rig.outbox.queued_count() == 2
+    assert rig.acked == [first.mid, second.mid]
+    rig.smtp._call = None
+    for _ in range(4):
+        rig.tick(601)
+        while worker.jobs:
+            worker.run_one()
+            rig.engine.drain()
+    assert rig.bodies(rig.smtp) == ["alert 0", "alert 1"]
+    assert rig.outbox.queued_count() == 0
