@@ -31,10 +31,17 @@ _PATH = re.compile(r"`([A-Za-z0-9_.*-]+(?:/[A-Za-z0-9_.*-]+)*/?)`")
 
 
 def _tracked() -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    return out.splitlines()
+    """The repository's files: git's list, or (a copy outside git, as the mutation run
+    makes) every file below the root but the tools' own folders."""
+    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if out.returncode == 0:
+        return out.stdout.splitlines()
+    skip = {".git", ".venv", "mutants", "__pycache__", ".pytest_cache", ".mypy_cache"}
+    return [
+        str(p.relative_to(ROOT))
+        for p in ROOT.rglob("*")
+        if p.is_file() and not skip.intersection(p.relative_to(ROOT).parts)
+    ]
 
 
 def _ids(paths: list[Path]) -> list[str]:
