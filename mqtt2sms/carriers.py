@@ -49,7 +49,7 @@ def _table(*carriers: Carrier) -> Mapping[str, Carrier]:
     return types.MappingProxyType({c.key: c for c in carriers})
 
 
-_VERIZON_RETIRING = "Verizon has announced the retirement of vtext.com (date unconfirmed)"
+_VERIZON_RETIRING = "Verizon is reported to retire vtext.com on 2027-03-31"
 
 CARRIERS: Mapping[str, Carrier] = _table(
     # ------------------------------------------------------------------ United States
@@ -59,8 +59,8 @@ CARRIERS: Mapping[str, Carrier] = _table(
         "tmomail.net",
         "US",
         ACTIVE,
-        note="reported both working and retired; filters heavily (one recipient per mail, "
-        "some sending domains refused)",
+        note="reported dead by some since late 2024, still delivering for others; filters "
+        "heavily (one recipient per mail, some sending domains refused)",
     ),
     Carrier(
         "verizon",
@@ -234,6 +234,20 @@ def suggest(key: str) -> str | None:
     names = {**{k: k for k in CARRIERS}, **_ALIASES}
     close = difflib.get_close_matches(_squash(key), list(names), n=1, cutoff=0.6)
     return names[close[0]] if close else None
+
+
+# What `mqtt2sms carriers` says under the table, and what the README and docs/config.md say
+# at more length (tests/unit/test_i17_docs.py keeps them saying it).
+CLOSING = (
+    "Carrier email gateways are closing: AT&T's shut down on 2025-06-17, Sprint's and "
+    "Rogers' are gone, T-Mobile's is reported dead by some, Verizon's is reported to retire "
+    "on 2027-03-31; and a gateway never says whether a text arrived.",
+    "Add a second way out to each contact's `via`: `twilio` (delivery reports; outside the "
+    "US, or with a registered business: Twilio refuses US 10DLC and toll-free registration "
+    "for texting yourself or your family, error 30532) or `modem` (a USB GSM modem with its "
+    "own SIM, which works with the internet down); an Android phone is coming. See "
+    "docs/config.md.",
+)
 
 
 def normalize_number(number: str, country_code: str) -> str:

@@ -152,6 +152,8 @@ def cmd_carriers() -> int:
     for key, c in sorted(carriers.CARRIERS.items()):
         rows.append((key, c.domain, c.country, c.status, c.note))
     _table(rows)
+    for paragraph in carriers.CLOSING:
+        print(paragraph)
     return 0
 
 
@@ -177,9 +179,22 @@ def _per(seconds: float) -> str:
     return d[1:] if d in ("1s", "1m", "1h", "1d") else d
 
 
-def _recipient_lines(config: cfg.Config, rule: cfg.Rule) -> list[str]:
-    from mqtt2sms.transports.registry import addresses
+def _ways_line(config: cfg.Config, contact: cfg.Contact, via: tuple[str, ...]) -> str:
+    """``smtp 5551234567@tmomail.net, then twilio +15551234567``: the ways out in order."""
+    from mqtt2sms.ways import addresses
 
+    found = addresses(contact, via)
+    parts = []
+    for name in via:
+        addr = found.get(name)
+        if name == "smtp" and config.smtp is None:
+            parts.append(f"smtp (dry run) {addr}")
+        else:
+            parts.append(f"{name} {addr}")
+    return ", then ".join(parts)
+
+
+def _recipient_lines(config: cfg.Config, rule: cfg.Rule) -> list[str]:
     names = list(rule.options.to)
     if rule.escalate and rule.escalate in config.escalations:
         names = [n for step in config.escalations[rule.escalate].steps for n in step.to]
@@ -187,15 +202,88 @@ def _recipient_lines(config: cfg.Config, rule: cfg.Rule) -> list[str]:
     lines = []
     for contact in contacts:
         via = cfg.contact_via(config, contact, rule.options, rule.via_set)
-        found = addresses(contact, via)
-        addrs = []
-        for name in via:
-            addr = found.get(name)
-            if name == "smtp" and config.smtp is None:
-                addrs.append(f"smtp (dry run) {addr}")
-            else:
-                addrs.append(f"{name} {addr}")
-        lines.append(f"    {contact.name}: " + ", then ".join(addrs))
+        lines.append(f"    {contact.name}: " + _ways_line(config, contact, via))
+    return lines
+
+
+def _rule_names(config: cfg.Config, rule: cfg.Rule) -> list[str]:
+    if rule.escalate and rule.escalate in config.escalations:
+        return [n for step in config.escalations[rule.escalate].steps for n in step.to]
+    return list(rule.options.to)
+
+
+def _gateway_of(contact: cfg.Contact) -> carriers.Carrier | None:
+    """The carrier whose gateway the contact's ``smtp`` address is on, when the table knows
+    it: its ``carrier``, else the domain of its ``email`` (the best status among carriers
+    sharing that domain). None for an address the table does not know."""
+    if contact.carrier is not None:
+        return carriers.CARRIERS.get(contact.carrier)
+    domain = (contact.gateway_address or "").rpartition("@")[2].lower()
+    same = [c for c in carriers.CARRIERS.values() if c.domain == domain]
+    rank = {carriers.ACTIVE: 0, carriers.UNVERIFIED: 1, carriers.SHUT_DOWN: 2}
+    return min(same, key=lambda c: rank[c.status]) if same else None
+
+
+def gateway_only_warnings(config: cfg.Config) -> list[str]:
+    """A warning for each contact whose only way out, by some rule or by default, is a
+    carrier gateway marked shut down or unverified, naming the other ways out. Pure."""
+    from mqtt2sms.ways import PHONE_WAYS, addresses
+
+    out = []
+    for contact in config.contacts.values():
+        gateway = _gateway_of(contact)
+        if gateway is None or gateway.status == carriers.ACTIVE:
+            continue
+        resolutions = [(contact.via or config.defaults.via, "by default")]
+        for rule in config.rules:
+            found, _ = cfg.resolve_recipients(config, _rule_names(config, rule))
+            if contact in found:
+                via = cfg.contact_via(config, contact, rule.options, rule.via_set)
+                resolutions.append((via, f"rule {rule.name}"))
+        where = [w for via, w in resolutions if list(addresses(contact, via)) == ["smtp"]]
+        if not where:
+            continue
+        configured = [n for n in PHONE_WAYS if getattr(config, n, None) is not None]
+        others = ", ".join(PHONE_WAYS[:-1]) + f" or {PHONE_WAYS[-1]}"
+        have = f" ({' and '.join(configured)} configured here)" if configured else ""
+        status = "has shut down" if gateway.status == carriers.SHUT_DOWN else "is unverified"
+        out.append(
+            f"contact {contact.name}: its only way out ({', '.join(dict.fromkeys(where))}) is "
+            f"{gateway.name}'s email gateway {gateway.domain}, which {status} and never says "
+            f"whether a text arrived: add {others} to its `via`{have}"
+        )
+    return out
+
+
+def _way_out_lines(config: cfg.Config) -> list[str]:
+    """One line for each way out beside smtp that the config has (never a secret)."""
+    from mqtt2sms.ways import BUILT
+
+    lines = []
+    if config.twilio is not None:
+        t = config.twilio
+        sender = (
+            f"messaging service {t.messaging_service_sid}"
+            if t.messaging_service_sid
+            else f"from {t.from_number}"
+        )
+        lines.append(
+            f"twilio: account {t.account_sid}, {sender}, {t.api_base}, delivery reports every "
+            f"{_duration(t.poll)}, received texts {'read' if t.receive else 'not read'}"
+            + ("" if t.auth_token else ", NO auth_token")
+        )
+    if config.modem is not None:
+        m = config.modem
+        hint = (
+            ""
+            if m.device.startswith("/dev/serial/by-id/")
+            else " (a /dev/serial/by-id/... path survives the modem re-plugging)"
+        )
+        lines.append(
+            f"modem: {m.device} at {m.baudrate} baud{', SIM PIN set' if m.pin else ''}{hint}"
+        )
+    if config.android is not None and "android" not in BUILT:
+        lines.append(f"android: {config.android.url}, not built in this version yet")
     return lines
 
 
@@ -216,6 +304,8 @@ def cmd_check(config: cfg.Config, probe: bool, env: Mapping[str, str] | None = N
             f"smtp: {s.host}:{s.port} {s.security}, from {s.from_addr}"
             + (f", login {s.username}" if s.username else "")
         )
+    for line in _way_out_lines(config):
+        print(line)
     print(f"state: {config.state_dir}")
     print(f"time zone: {tz_name(local_tz(os.environ if env is None else env))}")
     lim = config.limits
@@ -230,6 +320,13 @@ def cmd_check(config: cfg.Config, probe: bool, env: Mapping[str, str] | None = N
         f"{quiet}, max age {_duration(lim.max_age)}, retry {_duration(lim.retry.first)}.."
         f"{_duration(lim.retry.max)}, keep {_duration(lim.keep)}"
     )
+    print(f"contacts ({len(config.contacts)}), their ways out in order unless a rule says:")
+    for contact in config.contacts.values():
+        own = "own via" if contact.via is not None else "defaults.via"
+        via = contact.via or config.defaults.via
+        print(f"  {contact.name}: {_ways_line(config, contact, via)} ({own})")
+    for warning in gateway_only_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"rules ({len(config.rules)}):")
     for rule in config.rules:
         o = rule.options
@@ -252,6 +349,7 @@ def cmd_check(config: cfg.Config, probe: bool, env: Mapping[str, str] | None = N
     if not probe:
         return 0
     from mqtt2sms.transports.registry import build as build_transports
+    from mqtt2sms.ways import NOT_BUILT
 
     failed = 0
     try:
@@ -271,6 +369,9 @@ def cmd_check(config: cfg.Config, probe: bool, env: Mapping[str, str] | None = N
         finally:
             with contextlib.suppress(Exception):
                 transport.close()
+    for name in NOT_BUILT:
+        if getattr(config, name, None) is not None:
+            print(f"probe {name}: skipped, this version cannot send through it yet")
     return 1 if failed else 0
 
 

@@ -7,8 +7,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mqtt2sms import sms
-from mqtt2sms.transports import registry
+from mqtt2sms import sms, ways
 
 # The charsets sms.py formats; the default is `auto` (docs/config.md, `charset`). Should sms.py
 # ever lack `auto`, the default falls back to gsm7, a charset it formats.
@@ -204,7 +203,7 @@ class Loaded:
 
 # --------------------------------------------------------------------------- constants
 
-TRANSPORTS = registry.NAMES  # the ways out docs/config.md names, in the order they are listed
+TRANSPORTS = ways.NAMES  # the ways out docs/config.md names, in the order they are listed
 SECRET_KEYS = ("password", "auth_token", "pin")
 DEFAULT_ALERT_TOPIC = "home/alerts/sms"
 CONFIG_SEARCH = ("config.yaml", "/etc/mqtt2sms/config.yaml")

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 import yaml.constructor
 
-from mqtt2sms import carriers
+from mqtt2sms import carriers, ways
 from mqtt2sms.config.model import (
     CHARSETS,
     AndroidConfig,
@@ -44,7 +44,6 @@ from mqtt2sms.config.reader import (
     _Section,
     did_you_mean,
 )
-from mqtt2sms.transports import registry
 
 
 def _protocol(p: _Parser, node: _Node, ypath: str) -> str | None:
@@ -133,8 +132,6 @@ def _twilio(p: _Parser, node: _Node, country_code: str) -> TwilioConfig:
     )
     if not s.has("from") and not s.has("messaging_service_sid"):
         p.error(node, "twilio.from", "required (or messaging_service_sid)")
-    if twilio.receive:
-        p.warn(s.key_node("receive"), "twilio.receive", NOT_YET["receive"])
     if twilio.receive and not s.has("from"):
         p.error(s.key_node("receive"), "twilio.receive", "reading replies needs twilio.from")
     if not s.has("auth_token") and not s.has("auth_token_file"):
@@ -324,11 +321,11 @@ def _shut_down_detail(carrier: carriers.Carrier) -> str:
 
 
 def _unreachable(contact: Contact, transport: str) -> str | None:
-    """What ``contact`` lacks for ``transport``, or None (``transports.registry`` knows
-    which kind of address each way out takes)."""
-    if registry.address_for(contact, transport):
+    """What ``contact`` lacks for ``transport``, or None (``ways`` knows which kind of
+    address each way out takes)."""
+    if ways.address_for(contact, transport):
         return None
-    if registry.ADDRESS.get(transport) == "email":
+    if ways.ADDRESS.get(transport) == "email":
         return "needs an email, or a number and a carrier"
     return "needs a number"
 
@@ -580,7 +577,7 @@ def _check_reach(
 
 
 # Sections the parser accepts whose transports are not built yet.
-NOT_BUILT = tuple(n for n in registry.NAMES if n not in registry.BUILT)
+NOT_BUILT = ways.NOT_BUILT
 
 # Keys the parser accepts (docs/config.md lists them) that this version does not act on yet; each is
 # warned about, in the words of the NOT_BUILT warning, so nobody relies on it unknowingly.
@@ -590,6 +587,7 @@ NOT_YET = {
     "escalate": "this version cannot escalate yet: only the policy's first step is texted, "
     "once, and nothing handles an acknowledgement",
     "resolve_when": "this version cannot resolve incidents yet: ignored",
-    "received": "this version cannot read received texts yet: ignored",
+    "received": "ignored: no way out reads received texts (this version reads them only "
+    "through twilio with `receive: true`)",
     "receive": "this version cannot read received texts yet: ignored",
 }

@@ -1,57 +1,44 @@
 """Which ways out exist, what address each takes, and how each is built from the config.
 
-The one place that knows that ``smtp`` takes a gateway e-mail address and the phone ways
-out (``twilio``, ``modem``, ``android``) an E.164 number. The daemon, a reload and
-``check --probe`` all build their transports here.
+The names, the address each takes (``smtp`` a gateway e-mail address, the phone ways out
+``twilio``, ``modem``, ``android`` an E.164 number) and which are built live in
+``mqtt2sms.ways``, which the config reads too; they are re-exported here. The daemon, a reload
+and ``check --probe`` all build their transports here.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
+
+from mqtt2sms.ways import ADDRESS, BUILT, NAMES, NOT_BUILT, AddressKind, address_for, addresses
 
 from .base import Transport
 
 if TYPE_CHECKING:
     from mqtt2sms import config as cfg
 
-AddressKind = Literal["email", "e164"]
-
-# name -> the kind of address it takes
-ADDRESS: Mapping[str, AddressKind] = {
-    "smtp": "email",
-    "twilio": "e164",
-    "modem": "e164",
-    "android": "e164",
-}
-NAMES = tuple(ADDRESS)
-BUILT = frozenset({"smtp"})  # the ways out this version can send by
-
-
-def address_for(contact: cfg.Contact, transport: str) -> str | None:
-    """The contact's address for ``transport``, or None when it cannot be reached that way."""
-    kind = ADDRESS.get(transport)
-    if kind == "email":
-        return contact.gateway_address or None
-    if kind == "e164":
-        return contact.e164 or None
-    return None
-
-
-def addresses(contact: cfg.Contact, via: tuple[str, ...]) -> dict[str, str]:
-    """Transport name -> the contact's address for it; a way out it lacks one for is left out."""
-    out: dict[str, str] = {}
-    for name in via:
-        a = address_for(contact, name)
-        if a:
-            out[name] = a
-    return out
+__all__ = [
+    "ADDRESS",
+    "BUILT",
+    "NAMES",
+    "NOT_BUILT",
+    "AddressKind",
+    "address_for",
+    "addresses",
+    "build",
+]
 
 
 def build(config: cfg.Config) -> dict[str, Transport]:
-    """The configured ways out, by name. Without an ``smtp`` section its texts go to the
-    dry-run maildir in the state directory."""
+    """The configured ways out, by name, in the order ``ways.NAMES`` lists them.
+
+    Without an ``smtp`` section its texts go to the dry-run maildir in the state directory.
+    ``twilio`` and ``modem`` are built when their section is there; each tells the poller
+    (``polling.py``) how often it is asked (its section's ``poll``) and whether it reads
+    received texts (``twilio.receive``; the modem does not read its SIM yet). ``android`` is
+    not built (``ways.NOT_BUILT``). Building opens nothing: the first send or probe does.
+    """
     out: dict[str, Transport] = {}
     if config.smtp is not None:
         from .smtp import SmtpTransport
@@ -61,4 +48,12 @@ def build(config: cfg.Config) -> dict[str, Transport]:
         from .maildir import MaildirTransport  # the dry run only
 
         out["smtp"] = MaildirTransport(os.path.join(config.state_dir, "maildir"))
+    if config.twilio is not None:
+        from .twilio import TwilioTransport
+
+        out["twilio"] = TwilioTransport(config.twilio)
+    if config.modem is not None:
+        from .modem import ModemTransport
+
+        out["modem"] = ModemTransport(config.modem)
     return out

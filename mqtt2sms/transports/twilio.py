@@ -216,6 +216,8 @@ class TwilioTransport:
         page_size: int = 50,
     ) -> None:
         self._config = config
+        self.poll_every = config.poll  # for the engine's poller (polling.py)
+        self.receives = config.receive  # read the texts sent to `from` every poll_every
         self._page_size = page_size
         self._base = f"{API}/Accounts/{config.account_sid}"
         self._http = HttpClient(

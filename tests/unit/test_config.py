@@ -1022,7 +1022,8 @@ def test_keys_not_acted_on_yet_warn() -> None:
         "config.yaml:20: rules[0].escalate: this version cannot escalate yet: only the policy's "
         "first step is texted, once, and nothing handles an acknowledgement",
         "config.yaml:21: rules[0].resolve_when: this version cannot resolve incidents yet: ignored",
-        "config.yaml:22: received: this version cannot read received texts yet: ignored",
+        "config.yaml:22: received: ignored: no way out reads received texts (this version "
+        "reads them only through twilio with `receive: true`)",
     )
 
 

@@ -1,0 +1,60 @@
+"""The ways out by name: which exist, which this version can send by, the address each takes.
+
+The one source of truth that the config (which checks a contact can be reached) and the
+transports (``transports.registry``, which builds them) both read. It imports nothing of
+either, so the config and the transports do not import each other: the transports read the
+config, the config reads only this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal, Protocol
+
+AddressKind = Literal["email", "e164"]
+
+# name -> the kind of address it takes, in the order docs/config.md lists the ways out
+ADDRESS: Mapping[str, AddressKind] = {
+    "smtp": "email",
+    "twilio": "e164",
+    "modem": "e164",
+    "android": "e164",
+}
+NAMES: tuple[str, ...] = tuple(ADDRESS)
+# the ways out this version can send by (transports.registry builds each of them)
+BUILT: frozenset[str] = frozenset({"smtp", "twilio", "modem"})
+# the ones a user may name in `via` but this version cannot send by yet
+NOT_BUILT: tuple[str, ...] = tuple(n for n in NAMES if n not in BUILT)
+# the ways out that are not a carrier's email gateway, for the advice to a user whose gateway
+# is closing
+PHONE_WAYS: tuple[str, ...] = tuple(n for n in NAMES if ADDRESS[n] == "e164")
+
+
+class Addressable(Protocol):
+    """What a contact has that a way out can send to (``config.Contact``)."""
+
+    @property
+    def gateway_address(self) -> str | None: ...
+
+    @property
+    def e164(self) -> str | None: ...
+
+
+def address_for(contact: Addressable, transport: str) -> str | None:
+    """The contact's address for ``transport``, or None when it cannot be reached that way."""
+    kind = ADDRESS.get(transport)
+    if kind == "email":
+        return contact.gateway_address or None
+    if kind == "e164":
+        return contact.e164 or None
+    return None
+
+
+def addresses(contact: Addressable, via: tuple[str, ...]) -> dict[str, str]:
+    """Transport name -> the contact's address for it; a way out it lacks one for is left out."""
+    out: dict[str, str] = {}
+    for name in via:
+        a = address_for(contact, name)
+        if a:
+            out[name] = a
+    return out
