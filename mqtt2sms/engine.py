@@ -202,13 +202,16 @@ class Engine:
 
     def _start_workers(self) -> None:
         for name, t in self.transports.items():
-            w: Worker | InlineWorker
-            if self.threaded:
-                w = Worker(name, t, self._result, self.idle_close, self.mono)
-            else:
-                w = InlineWorker(name, t, self._result)
-            w.start()
-            self.workers[name] = w
+            self._start_worker(name, t)
+
+    def _start_worker(self, name: str, t: Transport) -> None:
+        w: Worker | InlineWorker
+        if self.threaded:
+            w = Worker(name, t, self._result, self.idle_close, self.mono)
+        else:
+            w = InlineWorker(name, t, self._result)
+        w.start()
+        self.workers[name] = w
 
     def submit(self, item: object) -> None:
         self.inbox.put(item)
@@ -440,7 +443,7 @@ class Engine:
             self._wake(change.wake)
         if flight is not None:
             flight.records[rec.id] = rec
-            if change.event is not None and rec.state == "queued":
+            if change.event is not None and rec.state == "queued" and rec.reason != "failover":
                 flight.held_events[rec.id] = change.event  # said once it is committed
             elif change.event is not None:
                 flight.held_events.pop(rec.id, None)
@@ -773,13 +776,20 @@ class Engine:
         self.config = new
         self.templates = Templates()
         self.sink.base_topic = new.mqtt.base_topic
-        if old.smtp != new.smtp:
-            for w in self.workers.values():
-                w.stop()
-            self.transports = registry.build(new)
-            self.workers = {}
-            self._start_workers()
-        self.health = {n: delivery.HEALTHY for n in self.transports}
+        # a way out whose section changed is built anew, with a clean health (a fixed
+        # password is tried at once); the others keep their connection and their health
+        rebuilt = registry.changed(old, new)
+        built = registry.build(new, only=rebuilt) if rebuilt else {}
+        for name in rebuilt:
+            worker = self.workers.pop(name, None)
+            if worker is not None:
+                worker.stop()  # its send in flight ends; the rest come back untried
+            self.transports.pop(name, None)
+            self.health.pop(name, None)
+            if name in built:
+                self.transports[name] = built[name]
+                self.health[name] = delivery.HEALTHY
+                self._start_worker(name, built[name])
         if old.limits.quiet_hours != new.limits.quiet_hours:
             self._reschedule_quiet()
         # rows being sent right now stay `sending`: their result is on its way

@@ -249,8 +249,15 @@ def plan_after(
         else:
             next_at = elapsed.seconds(a.next_at) if a.next_at else now.e
         waiting = rec.moved("queued", **_tracked(a.track), next_at=next_at, reason=a.reason)
+        if a.reason == "failover":
+            # tried at once by its next way out; the event says which one refused it, and why
+            # (a Twilio 21610: the recipient texted STOP)
+            extra = {"next_via": a.track.current, **_next_try(now.instant, now)}
+            error = a.error or a.track.last_error
+            ev = event(waiting, "deferred", now, error=error, via=via, extra=extra)
+            return Change(waiting, ev)
         if a.event != "deferred":
-            return Change(waiting)  # a failover tried at once
+            return Change(waiting)
         ev = event(waiting, "deferred", now, error=a.error, extra=_next_try(a.next_try, now))
         return Change(waiting, ev)
     fields = _finished(rec, a.track, now, a.error)

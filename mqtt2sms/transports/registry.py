@@ -30,7 +30,13 @@ __all__ = [
 ]
 
 
-def build(config: cfg.Config) -> dict[str, Transport]:
+def changed(old: cfg.Config, new: cfg.Config) -> set[str]:
+    """The ways out whose section differs between two configs: a reload rebuilds those and
+    keeps the others as they are (their connection, their health)."""
+    return {name for name in NAMES if getattr(old, name, None) != getattr(new, name, None)}
+
+
+def build(config: cfg.Config, only: set[str] | None = None) -> dict[str, Transport]:
     """The configured ways out, by name, in the order ``ways.NAMES`` lists them.
 
     Without an ``smtp`` section its texts go to the dry-run maildir in the state directory.
@@ -38,9 +44,12 @@ def build(config: cfg.Config) -> dict[str, Transport]:
     (``polling.py``) how often it is asked (its section's ``poll``) and whether it reads
     received texts (``twilio.receive``; the modem does not read its SIM yet). ``android`` is
     not built (``ways.NOT_BUILT``). Building opens nothing: the first send or probe does.
+    ``only``: build just these.
     """
     out: dict[str, Transport] = {}
-    if config.smtp is not None:
+    if only is not None and "smtp" not in only:
+        pass
+    elif config.smtp is not None:
         from .smtp import SmtpTransport
 
         out["smtp"] = SmtpTransport(config.smtp)
@@ -48,11 +57,11 @@ def build(config: cfg.Config) -> dict[str, Transport]:
         from .maildir import MaildirTransport  # the dry run only
 
         out["smtp"] = MaildirTransport(os.path.join(config.state_dir, "maildir"))
-    if config.twilio is not None:
+    if config.twilio is not None and (only is None or "twilio" in only):
         from .twilio import TwilioTransport
 
         out["twilio"] = TwilioTransport(config.twilio)
-    if config.modem is not None:
+    if config.modem is not None and (only is None or "modem" in only):
         from .modem import ModemTransport
 
         out["modem"] = ModemTransport(config.modem)

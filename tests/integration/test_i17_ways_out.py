@@ -189,11 +189,6 @@ def test_the_twilio_token_never_reaches_the_log(
         assert secret not in json.dumps(w.events)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: delivery.after returns no event when a permanent failure moves a text to "
-    "its next way out, so Twilio's 21610 (the recipient texted STOP) is told nowhere",
-)
 def test_a_permanent_twilio_refusal_is_told_when_the_text_moves_on(
     mosquitto: Mosquitto, sink: Sink, twilio: FakeTwilio, daemon_factory: Any
 ) -> None:
@@ -219,12 +214,6 @@ def test_a_permanent_twilio_refusal_is_told_when_the_text_moves_on(
     assert "21610" in d.logtext()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: a reload rebuilds the ways out only when `smtp` changed "
-    "(Engine._apply_reload compares old.smtp != new.smtp), so a new twilio.auth_token is "
-    "never used until a restart",
-)
 def test_a_reload_with_the_right_token_sends_what_the_wrong_one_held(
     mosquitto: Mosquitto, sink: Sink, twilio: FakeTwilio, daemon_factory: Any
 ) -> None:
