@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 PATCHES = {
+    "none": "nothing: the wrapper alone, to compare with",
     "qos0": "events and stats published at QoS 0 (no PUBACK to wait for or keep state of)",
     "nolog": "the per-event INFO log line dropped (mqtt2sms.event at WARNING)",
     "gcfreeze": "gc.freeze() once the daemon runs, and gen-0 threshold 10,000",
@@ -42,6 +43,11 @@ PATCHES = {
     " connection checkpoints (PASSIVE) once a second",
     "idlesave": "the once-a-second save (and stats publish) waits while messages are waiting",
     "cache": "SQLite cache_size 2 MiB instead of 512 KiB",
+    "earlyset": "the worker may start its next send once the result's history row is written"
+    " (before the event, the log line and the ack), not after the whole result",
+    "dvskip": "PRAGMA data_version asked at most every 0.5 s (it runs whenever the inbox is empty)",
+    "noautoinc": "the texts table without AUTOINCREMENT (one page fewer per commit: no"
+    " sqlite_sequence update); a fresh state directory only",
     "nowait": "the worker does not wait for the engine to record a result before its next send"
     " (breaks the one-duplicate-per-kill bound: measured only to size the hand-shake)",
 }
@@ -241,7 +247,16 @@ def _thread_cpu() -> None:
         time.sleep(0.5)
 
 
-def install(patches: set[str]) -> None:
+def install(patches: set[str], timers: bool) -> None:
+    from mqtt2sms import engine, mqtt, outbox, workers
+
+    if timers:
+        install_timers()
+    E = engine.Engine
+    _patch(E, engine, mqtt, outbox, workers, patches)
+
+
+def install_timers() -> None:
     from mqtt2sms import daemon, engine, events, mqtt, outbox, workers
     from mqtt2sms.transports import smtp
 
@@ -342,7 +357,9 @@ def install(patches: set[str]) -> None:
 
     mqtt.MqttLink.ack = _ack  # type: ignore[method-assign]
 
-    # -- candidate fixes -------------------------------------------------------------------
+
+def _patch(E: Any, engine: Any, mqtt: Any, outbox: Any, workers: Any, patches: set[str]) -> None:
+    """The candidate fixes, each on its own name (see PATCHES)."""
     if "qos0" in patches:
         publish = mqtt.MqttLink.publish
 
@@ -397,6 +414,41 @@ def install(patches: set[str]) -> None:
             save(self, force)
 
         E._save = _save  # type: ignore[method-assign]
+    if "earlyset" in patches:
+        cur: list[Any] = [None]
+        done2 = E._done
+
+        def _done_early(self: Any, d: Any) -> None:
+            cur[0] = d
+            try:
+                done2(self, d)
+            finally:
+                cur[0] = None
+
+        E._done = _done_early  # type: ignore[method-assign]
+        record = outbox.Outbox.record
+
+        def _record(self: Any, items: Any) -> None:
+            record(self, items)
+            d = cur[0]
+            mine = d is not None and any(t.id == d.job.key for t, _ in items)
+            if mine and d.processed is not None:
+                d.processed.set()
+
+        outbox.Outbox.record = _record  # type: ignore[method-assign]
+    if "dvskip" in patches:
+        dv = outbox.Outbox.data_version
+        last: list[Any] = [0.0, None]
+
+        def _dv(self: Any) -> int:
+            m = mono()
+            if last[1] is None or m - last[0] >= 0.5:
+                last[0], last[1] = m, dv(self)
+            return int(last[1])
+
+        outbox.Outbox.data_version = _dv  # type: ignore[method-assign]
+    if "noautoinc" in patches:
+        outbox._SCHEMA = outbox._SCHEMA.replace(" AUTOINCREMENT", "")
     if "nowait" in patches:
         wrun = workers.Worker._run
 
@@ -427,7 +479,7 @@ def _checkpointer(path: str) -> None:
         except sqlite3.Error:
             continue
         dt = (time.perf_counter() - t0) * 1000.0
-        c = P.calls["checkpointer(thread)"]
+        c = P.calls[f"{P.phase}|checkpointer(thread)"]
         c[0] += 1
         c[1] += dt
 
@@ -443,11 +495,11 @@ def main() -> int:
     if unknown:
         print(f"unknown patch(es): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    install(patches)
-    signal.signal(signal.SIGUSR1, P.next_phase)
-    threading.Thread(target=_thread_cpu, name="probe", daemon=True).start()
     out = os.environ.get("MQTT2SMS_PROBE_OUT")
+    install(patches, timers=bool(out))
+    signal.signal(signal.SIGUSR1, P.next_phase)
     if out:
+        threading.Thread(target=_thread_cpu, name="probe", daemon=True).start()
         atexit.register(_write, out)
     from mqtt2sms import cli
 
