@@ -13,11 +13,17 @@ S seconds. Prints a table and rewrites the e2e section of docs/benchmarks.md.
 
     python bench/e2e.py                 # full: 2,000 alerts, burst 10,000, 60 s idle
     python bench/e2e.py --quick         # about a minute
+    python bench/e2e.py --issue16       # issue 16's side by side: 2 rounds of 300 alerts 5 ms
+                                        # apart, the systems in turn; a burst of 2,000; RSS
+                                        # over 20,000 alerts (about 3 minutes)
+    python bench/e2e.py --only mqtt2sms --rounds 1 --probe DIR [--patch qos0,gcfreeze]
+                                        # timings from inside the daemon (bench/probe.py)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -410,6 +416,11 @@ class Bench:
     @staticmethod
     def _stop(proc: subprocess.Popen[Any]) -> None:
         if proc.poll() is None:
+            # under --daemon-prefix the daemon is the prefix's child, and a tracer (strace,
+            # py-spy) that gets SIGTERM leaves its child running: the child goes first
+            for child in _children(proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGTERM)
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(20)
@@ -524,6 +535,15 @@ class Bench:
         finally:
             watch.close()
         return proc, t - t0
+
+
+def _children(pid: int) -> list[int]:
+    """The direct children of a process (Linux), [] when /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def fill_outbox(path: Path, rows: int) -> None:
