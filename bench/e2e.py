@@ -212,8 +212,9 @@ class Bench:
                         r.ready_s = ready
                         time.sleep(1.0)
                         r.rss_start = rss_mb(proc.pid)
+                        time.sleep(max(0.0, self.a.settle - 1.0))
                     else:
-                        time.sleep(0.3)
+                        time.sleep(self.a.settle)
                     self.latency(r, self.a.alerts)
                     if last and self.a.burst:
                         self._next_phase(r, proc.pid)
@@ -834,6 +835,12 @@ def main() -> int:
         type=int,
         default=0,
         help="latency rounds, the systems alternating, each a fresh start (0: one run each)",
+    )
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=0.3,
+        help="with --rounds: seconds from ready to the first alert (at least 1 in round 1)",
     )
     ap.add_argument(
         "--growth",

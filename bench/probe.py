@@ -85,7 +85,10 @@ class Probe:
         self.phase_at.append(mono())
 
     def wrap(self, owner: Any, attr: str, name: str | None = None) -> None:
-        fn = getattr(owner, attr)
+        fn = getattr(owner, attr, None)
+        if fn is None:  # the engine of another version: time what is there
+            print(f"probe: no {attr} on {owner.__name__}; not timed", file=sys.stderr)
+            return
         label = name or f"{getattr(owner, '__name__', type(owner).__name__)}.{attr}"
         slow = self.slow[label]
 
@@ -339,12 +342,14 @@ def install_timers() -> None:
 
     give = E._give
 
-    def _give(self: Any, d: Any, flight: Any, row: Any, text: Any) -> None:
-        src = text if text is not None else row
+    def _give(self: Any, d: Any, *rest: Any) -> None:
+        # (d, flight, row, text) at 13d96d4; (d, record, flight) after the engine's rework
+        flight = next((x for x in rest if hasattr(x, "msg")), None)
+        src = next(x for x in reversed(rest) if x is not None and hasattr(x, "id"))
         if flight is not None:
             P.text_mid[src.id] = flight.msg.mid
         P.stamp_text(src.id, "give")
-        give(self, d, flight, row, text)
+        give(self, d, *rest)
 
     E._give = _give  # type: ignore[method-assign]
 
@@ -522,7 +527,8 @@ def _patch(E: Any, engine: Any, mqtt: Any, outbox: Any, workers: Any, patches: s
         def _record(self: Any, items: Any) -> None:
             record(self, items)
             d = cur[0]
-            mine = d is not None and any(t.id == d.job.key for t, _ in items)
+            ids = {x.id if hasattr(x, "id") else x[0].id for x in items}
+            mine = d is not None and d.job.key in ids
             if mine and d.processed is not None:
                 d.processed.set()
 
