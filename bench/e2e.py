@@ -91,6 +91,10 @@ class Bench:
         self.a = args
         self.work = work
         self.broker = Mosquitto(work / "mosquitto")
+        if args.broker_nodelay:
+            # Nagle off on the broker's sockets (its default is on): see docs/benchmarks.md
+            with open(self.broker.conf, "a") as f:
+                f.write("set_tcp_nodelay true\n")
         self.broker.start()
         self.sink = SinkProc(work)
         self.sink.start()
@@ -835,6 +839,11 @@ def main() -> int:
         type=int,
         default=0,
         help="latency rounds, the systems alternating, each a fresh start (0: one run each)",
+    )
+    ap.add_argument(
+        "--broker-nodelay",
+        action="store_true",
+        help="Mosquitto with set_tcp_nodelay true (Nagle off towards every client)",
     )
     ap.add_argument(
         "--settle",
