@@ -13,14 +13,21 @@ S seconds. Prints a table and rewrites the e2e section of docs/benchmarks.md.
 
     python bench/e2e.py                 # full: 2,000 alerts, burst 10,000, 60 s idle
     python bench/e2e.py --quick         # about a minute
+    python bench/e2e.py --issue16       # issue 16's side by side: 2 rounds of 300 alerts 5 ms
+                                        # apart, the systems in turn; a burst of 2,000; RSS
+                                        # over 20,000 alerts (about 3 minutes)
+    python bench/e2e.py --only mqtt2sms --rounds 1 --probe DIR [--patch qos0,gcfreeze]
+                                        # timings from inside the daemon (bench/probe.py)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -70,6 +77,9 @@ class Result:
     burst_cpu_ms: float = float("nan")
     idle_cpu: float = float("nan")
     note: str = ""
+    samples: list[float] = field(default_factory=list)  # every round's latencies, pooled
+    rounds: list[dict[str, float]] = field(default_factory=list)
+    growth: list[tuple[int, float]] = field(default_factory=list)  # (alerts so far, RSS MB)
 
     @property
     def burst_rate(self) -> float:
@@ -81,11 +91,18 @@ class Bench:
         self.a = args
         self.work = work
         self.broker = Mosquitto(work / "mosquitto")
+        if args.broker_nodelay:
+            # Nagle off on the broker's sockets (its default is on): see docs/benchmarks.md
+            with open(self.broker.conf, "a") as f:
+                f.write("set_tcp_nodelay true\n")
         self.broker.start()
         self.sink = SinkProc(work)
         self.sink.start()
         self.pub = mqtt_client(self.broker.port, f"bench-pub-{os.getpid()}")
         self.base = 0
+        self.probe_n = 0
+        self.m2s_n = 0
+        self._m2s_session = ""
         # Cached bytecode for every system, as after `pip install` (which byte-compiles):
         # without it (PYTHONDONTWRITEBYTECODE, an editable install) mqtt2sms would compile
         # its modules at every start, which costs start-up time and memory.
@@ -136,9 +153,11 @@ class Bench:
             self._publish(s)
         got = self._wait_all(seqs, 30 + n * 0.01)
         lat = [(t - sent / 1e6) * 1000.0 for t, sent in got.values()]
-        r.lat = summary_ms(lat)
-        r.lat_n = len(got)
-        r.lat_lost = n - len(got)
+        r.samples.extend(lat)
+        r.rounds.append(summary_ms(lat))
+        r.lat = summary_ms(r.samples)
+        r.lat_n += len(got)
+        r.lat_lost += n - len(got)
 
     def burst(self, r: Result, m: int, pid: int) -> None:
         seqs = self._seqs(m)
@@ -160,6 +179,7 @@ class Bench:
         r.rss_start = rss_mb(pid)
         self.latency(r, self.a.alerts)
         if self.a.burst:
+            self._next_phase(r, pid)
             self.burst(r, self.a.burst, pid)
         time.sleep(0.5)
         r.rss_after = rss_mb(pid)
@@ -167,6 +187,117 @@ class Bench:
             time.sleep(1.0)
             r.idle_cpu = idle_cpu_percent(pid, self.a.idle)
         print(f"  {r.name}: done", flush=True)
+
+    def _next_phase(self, r: Result, pid: int) -> None:
+        """Under bench/probe.py, SIGUSR1 starts the probe's next phase (latency, burst, ...)."""
+        if (self.a.probe or self.a.patch) and r.name.startswith("mqtt2sms"):
+            os.kill(pid, signal.SIGUSR1)
+            time.sleep(0.1)
+
+    # -- issue 16: rounds alternating between the systems, then a burst, then growth ---------
+
+    def side_by_side(self, which: list[str]) -> dict[str, Result]:
+        """`--rounds` latency runs of each system in turn (a fresh start each time: floor,
+        mqtt2sms, mqttwarn, floor, mqtt2sms, ...), the last round followed by the burst,
+        RSS after and idle CPU; ready and RSS start are the first round's."""
+        results: dict[str, Result] = {}
+        for rnd in range(self.a.rounds):
+            last = rnd == self.a.rounds - 1
+            for name in which:
+                print(f"round {rnd + 1}: {name} ...", flush=True)
+                try:
+                    proc, ready, r0 = self._start(name)
+                except (OSError, subprocess.SubprocessError, TimeoutError) as exc:
+                    print(f"{name} skipped: {exc}", flush=True)
+                    continue
+                r = results.setdefault(name, r0)
+                try:
+                    if rnd == 0:
+                        r.ready_s = ready
+                        time.sleep(1.0)
+                        r.rss_start = rss_mb(proc.pid)
+                        time.sleep(max(0.0, self.a.settle - 1.0))
+                    else:
+                        time.sleep(self.a.settle)
+                    self.latency(r, self.a.alerts)
+                    if last and self.a.burst:
+                        self._next_phase(r, proc.pid)
+                        self.burst(r, self.a.burst, proc.pid)
+                    if last:
+                        time.sleep(0.5)
+                        r.rss_after = rss_mb(proc.pid)
+                        if self.a.idle:
+                            time.sleep(1.0)
+                            r.idle_cpu = idle_cpu_percent(proc.pid, self.a.idle)
+                finally:
+                    self._stop(proc)
+                    self._forget(name)
+        return results
+
+    def growth(self, name: str, r: Result, total: int, step: int = 1000) -> None:
+        """RSS of a fresh start (idle, 1 s after ready), then after the first `step` alerts
+        and after every further 2,000 of `total`, published `step` at a time (each batch
+        drained before the next)."""
+        proc, _, _ = self._start(name)
+        try:
+            time.sleep(1.0)
+            r.growth = [(0, rss_mb(proc.pid))]
+            sent = 0
+            while sent < total:
+                got = self._wait_all(self._burst_seqs(step), 120)
+                sent += step
+                if len(got) < step:
+                    r.note += f" growth: {step - len(got)} of a batch missing;"
+                if sent == step or sent % 2000 == 0 or sent >= total:
+                    time.sleep(0.3)
+                    r.growth.append((sent, rss_mb(proc.pid)))
+        finally:
+            self._stop(proc)
+            self._forget(name)
+
+    def _burst_seqs(self, n: int) -> range:
+        seqs = self._seqs(n)
+        for s in seqs:
+            self._publish(s)
+        return seqs
+
+    def _start(self, name: str) -> tuple[subprocess.Popen[Any], float, Result]:
+        if name == "floor":
+            p, ready = self._floor_start()
+            return p, ready, Result("floor", ready_means="SUBACK received (its own line)")
+        if name == "mqtt2sms":
+            self.m2s_n += 1
+            d = self.work / f"m2s{self.m2s_n}"
+            state = d / "state"
+            state.mkdir(parents=True)
+            self._m2s_session = f"mqtt2sms-bench-{d.name}"
+            p, ready = self._m2s_start(state, self._m2s_config(state))
+            return (
+                p,
+                ready,
+                Result(
+                    "mqtt2sms", ready_means="retained `online` on mqtt2sms/status (after SUBACK)"
+                ),
+            )
+        exe = ensure_mqttwarn(Path(self.a.mqttwarn_venv))
+        ini = self._mqttwarn_ini()
+        p, ready = self._mqttwarn_start(exe, ini)
+        time.sleep(0.3)  # its SUBACK follows the LWT publish
+        return (
+            p,
+            ready,
+            Result(
+                "mqttwarn",
+                ready_means="retained LWT `1` (published in on_connect after SUBSCRIBE,"
+                " before SUBACK)",
+            ),
+        )
+
+    def _forget(self, name: str) -> None:
+        if name == "mqtt2sms":
+            self.drop_session(self._m2s_session)
+        elif name == "mqttwarn":
+            self.drop_session("mqttwarn-bench")
 
     # -- the systems ---------------------------------------------------------------------
 
@@ -210,6 +341,13 @@ class Bench:
             state.mkdir(parents=True)
             self._stop(self._m2s_start(state, self._m2s_config(state))[0])
             self.drop_session(f"mqtt2sms-bench-{state.parent.name}")
+        if "mqttwarn" in which and self.a.rounds:
+            try:
+                exe = ensure_mqttwarn(Path(self.a.mqttwarn_venv))
+                self._stop(self._mqttwarn_start(exe, self._mqttwarn_ini())[0])
+                self.drop_session("mqttwarn-bench")
+            except (OSError, subprocess.SubprocessError, TimeoutError) as exc:
+                print(f"mqttwarn: no warm-up start: {exc}", flush=True)
 
     def drop_session(self, client_id: str) -> None:
         """Connect once with a clean session: the broker forgets the persistent one."""
@@ -248,10 +386,24 @@ class Bench:
         clear_retained(self.pub, "mqtt2sms/status")
         time.sleep(0.2)
         env = {**self.env, "STATE_DIRECTORY": str(state), "PYTHONUNBUFFERED": "1"}
+        env.update(dict(kv.split("=", 1) for kv in self.a.daemon_env or []))
+        cmd = [sys.executable, "-m", "mqtt2sms"]
+        if self.a.probe or self.a.patch:
+            # the same daemon with timers (and candidate fixes) patched in: bench/probe.py
+            cmd = [sys.executable, str(ROOT / "bench" / "probe.py")]
+            env["MQTT2SMS_PROBE_PATCH"] = self.a.patch or ""
+            if self.a.probe:
+                self.probe_n += 1
+                out = Path(self.a.probe) / f"{state.parent.name}-{self.probe_n}.json"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                env["MQTT2SMS_PROBE_OUT"] = str(out.resolve())
         log = open(state.parent / "daemon.log", "ab")  # noqa: SIM115 (the child keeps it)
         t0 = time.time()
+        if self.a.daemon_prefix:
+            # e.g. strace: the pid measured is then the tracer's, so RSS and CPU are not ours
+            cmd = [*shlex.split(self.a.daemon_prefix), *cmd]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mqtt2sms", "run", "-c", str(cfg)],
+            [*cmd, "run", "-c", str(cfg)],
             cwd=state.parent,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -269,6 +421,11 @@ class Bench:
     @staticmethod
     def _stop(proc: subprocess.Popen[Any]) -> None:
         if proc.poll() is None:
+            # under --daemon-prefix the daemon is the prefix's child, and a tracer (strace,
+            # py-spy) that gets SIGTERM leaves its child running: the child goes first
+            for child in _children(proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGTERM)
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(20)
@@ -319,8 +476,20 @@ class Bench:
             ready_means="retained LWT `1` (published in on_connect after SUBSCRIBE, before SUBACK)",
         )
         exe = ensure_mqttwarn(Path(self.a.mqttwarn_venv))
+        ini = self._mqttwarn_ini()
+        self._stop(self._mqttwarn_start(exe, ini)[0])  # warm-up start (bytecode)
+        proc, ready = self._mqttwarn_start(exe, ini)
+        try:
+            time.sleep(0.3)  # its SUBACK follows the LWT publish
+            self.run_system(r, proc, ready, proc.pid)
+        finally:
+            self._stop(proc)
+            self.drop_session("mqttwarn-bench")
+        return r
+
+    def _mqttwarn_ini(self) -> Path:
         d = self.work / "mqttwarn"
-        d.mkdir()
+        d.mkdir(exist_ok=True)
         ini = d / "mqttwarn.ini"
         ini.write_text(
             textwrap.dedent(
@@ -350,15 +519,7 @@ class Bench:
                 """
             )
         )
-        self._stop(self._mqttwarn_start(exe, ini)[0])  # warm-up start (bytecode)
-        proc, ready = self._mqttwarn_start(exe, ini)
-        try:
-            time.sleep(0.3)  # its SUBACK follows the LWT publish
-            self.run_system(r, proc, ready, proc.pid)
-        finally:
-            self._stop(proc)
-            self.drop_session("mqttwarn-bench")
-        return r
+        return ini
 
     def _mqttwarn_start(self, exe: Path, ini: Path) -> tuple[subprocess.Popen[bytes], float]:
         watch = RetainedWatch(self.broker.port, ["clients/mqttwarn-bench"])
@@ -379,6 +540,15 @@ class Bench:
         finally:
             watch.close()
         return proc, t - t0
+
+
+def _children(pid: int) -> list[int]:
+    """The direct children of a process (Linux), [] when /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def fill_outbox(path: Path, rows: int) -> None:
@@ -476,6 +646,34 @@ def report(results: dict[str, Result], args: argparse.Namespace) -> tuple[str, s
             + f" | {_f(r.idle_cpu, 3) if r.idle_cpu == r.idle_cpu else '-'} |"
         )
     table = "\n".join(rows)
+    if any(len(r.rounds) > 1 for r in results.values()):
+        table += "\n\nEach round on its own (p50 / p99 ms; the table above pools them):\n\n"
+        table += "| system | " + " | ".join(
+            f"round {i + 1}" for i in range(max(len(r.rounds) for r in results.values()))
+        )
+        table += " |\n|---|" + "---|" * max(len(r.rounds) for r in results.values()) + "\n"
+        table += "\n".join(
+            f"| {r.name} | "
+            + " | ".join(f"{_f(x['p50'], 2)} / {_f(x['p99'], 2)}" for x in r.rounds)
+            + " |"
+            for r in results.values()
+        )
+    grown = [r for r in results.values() if len(r.growth) > 1]
+    if grown:
+        table += (
+            "\n\nRSS (MB) of a fresh start, idle, then after so many alerts (published 1,000"
+            " at a time); growth from idle, and from after the first 1,000:\n\n"
+        )
+        table += "| system | " + " | ".join(f"{n:,}" for n, _ in grown[0].growth)
+        table += " | growth | after 1,000 |\n"
+        table += "|---|" + "---|" * (len(grown[0].growth) + 2) + "\n"
+        table += "\n".join(
+            f"| {r.name} | "
+            + " | ".join(_f(x) for _, x in r.growth)
+            + f" | {r.growth[-1][1] - r.growth[0][1]:+.1f}"
+            + f" | {r.growth[-1][1] - r.growth[1][1]:+.1f} |"
+            for r in grown
+        )
 
     m = results.get("mqtt2sms")
     fl = results.get("floor")
@@ -502,6 +700,13 @@ def report(results: dict[str, Result], args: argparse.Namespace) -> tuple[str, s
     if m and mw and mw.lat:
         t.append(
             (
+                "p99 below mqttwarn's",
+                f"{_f(m.lat['p99'], 2)} vs {_f(mw.lat['p99'], 2)} ms",
+                _mark(m.lat["p99"] < mw.lat["p99"]),
+            )
+        )
+        t.append(
+            (
                 "p50 below mqttwarn's",
                 f"{_f(m.lat['p50'], 2)} vs {_f(mw.lat['p50'], 2)} ms",
                 _mark(m.lat["p50"] < mw.lat["p50"]),
@@ -516,6 +721,26 @@ def report(results: dict[str, Result], args: argparse.Namespace) -> tuple[str, s
                 _mark(m.burst_rate >= 0.5 * fl.burst_rate and m.burst_got == m.burst_n),
             )
         )
+    if m and fl and m.burst_n and fl.burst_n:
+        t.append(
+            (
+                "CPU per alert ≤ 2 × floor",
+                f"{_f(m.burst_cpu_ms, 2)} vs {_f(fl.burst_cpu_ms, 2)} ms"
+                f" ({_f(m.burst_cpu_ms / fl.burst_cpu_ms, 1)} ×)",
+                _mark(m.burst_cpu_ms <= 2 * fl.burst_cpu_ms),
+            )
+        )
+    if m and len(m.growth) > 1:
+        g = m.growth[-1][1] - m.growth[0][1]
+        g1 = m.growth[-1][1] - m.growth[1][1]
+        t.append(
+            (
+                f"RSS growth ≤ 3 MB over {m.growth[-1][0]:,} alerts",
+                f"{g:+.1f} MB from idle ({_f(m.growth[0][1])} -> {_f(m.growth[-1][1])});"
+                f" {g1:+.1f} MB after the first {m.growth[1][0]:,}",
+                _mark(g <= 3.0),
+            )
+        )
     if m and fl:
         t.append(
             (
@@ -527,9 +752,9 @@ def report(results: dict[str, Result], args: argparse.Namespace) -> tuple[str, s
     if m and mw and mw.rss_start == mw.rss_start:
         t.append(
             (
-                "idle RSS below mqttwarn's",
+                "idle RSS at most mqttwarn's",
                 f"{_f(m.rss_start)} vs {_f(mw.rss_start)} MB",
-                _mark(m.rss_start < mw.rss_start),
+                _mark(m.rss_start <= mw.rss_start),
             )
         )
     if m and m.idle_cpu == m.idle_cpu:
@@ -603,7 +828,58 @@ def main() -> int:
         default=str(default_mqttwarn_venv()),
         help="where mqttwarn is (or gets) installed (default: ~/.cache/mqtt2sms-bench/...)",
     )
+    ap.add_argument(
+        "--issue16",
+        action="store_true",
+        help="the side by side of issue 16: --rounds 2 --alerts 300 --spacing 5 --burst 2000"
+        " --growth 20000 --idle 20 --rows 0, floor / mqtt2sms / mqttwarn in turn",
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="latency rounds, the systems alternating, each a fresh start (0: one run each)",
+    )
+    ap.add_argument(
+        "--broker-nodelay",
+        action="store_true",
+        help="Mosquitto with set_tcp_nodelay true (Nagle off towards every client)",
+    )
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=0.3,
+        help="with --rounds: seconds from ready to the first alert (at least 1 in round 1)",
+    )
+    ap.add_argument(
+        "--growth",
+        type=int,
+        default=0,
+        help="then RSS of a fresh mqtt2sms (and floor) over this many alerts (0: skip)",
+    )
     ap.add_argument("--only", nargs="*", help="floor mqtt2sms full mqttwarn (default: all)")
+    ap.add_argument(
+        "--probe",
+        metavar="DIR",
+        help="run mqtt2sms under bench/probe.py and write its timings as JSON into DIR",
+    )
+    ap.add_argument(
+        "--patch",
+        default="",
+        help="candidate fixes for bench/probe.py to patch in, comma-separated (see PATCHES there)",
+    )
+    ap.add_argument(
+        "--daemon-env",
+        action="append",
+        metavar="K=V",
+        help="extra environment for mqtt2sms (e.g. MALLOC_ARENA_MAX=2); may repeat",
+    )
+    ap.add_argument(
+        "--daemon-prefix",
+        metavar="CMD",
+        help="a command line put before mqtt2sms's (e.g. 'strace -f -e trace=fsync -o f');"
+        " RSS and CPU are then the prefix's",
+    )
     ap.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
     ap.add_argument(
         "--section", default="e2e", help="the marked section of docs/benchmarks.md to rewrite"
@@ -611,6 +887,11 @@ def main() -> int:
     a = ap.parse_args()
     if a.quick:
         a.alerts, a.burst, a.idle = 500, 2000, 10.0
+    if a.issue16:
+        a.rounds, a.alerts, a.spacing, a.burst = a.rounds or 2, 300, 5.0, 2000
+        a.growth, a.idle, a.rows = a.growth or 20000, 20.0, 0
+        if a.section == "e2e":
+            a.section = "e2e-issue16"
     only = set(a.only or ["floor", "mqtt2sms", "full", "mqttwarn"])
     if a.no_mqttwarn:
         only.discard("mqttwarn")
@@ -621,17 +902,25 @@ def main() -> int:
         b = Bench(a, Path(tmp))
         try:
             b.warm_up(only)
-            if "floor" in only:
+            if a.rounds:
+                order = [n for n in ("floor", "mqtt2sms", "mqttwarn") if n in only]
+                results = b.side_by_side(order)
+                skipped += [f"{n} skipped (see above)" for n in order if n not in results]
+                for n in ("floor", "mqtt2sms"):
+                    if a.growth and n in results:
+                        print(f"{n}: RSS over {a.growth} alerts ...", flush=True)
+                        b.growth(n, results[n], a.growth)
+            if "floor" in only and not a.rounds:
                 print("floor ...", flush=True)
                 results["floor"] = b.floor()
-            if "mqtt2sms" in only:
+            if "mqtt2sms" in only and not a.rounds:
                 print("mqtt2sms ...", flush=True)
                 results["mqtt2sms"] = b.mqtt2sms()
-            if "full" in only and a.rows:
+            if "full" in only and a.rows and not a.rounds:
                 print(f"mqtt2sms with {a.rows} rows in the outbox ...", flush=True)
                 r = b.mqtt2sms_full_outbox(a.rows)
                 results[r.name] = r
-            if "mqttwarn" in only:
+            if "mqttwarn" in only and not a.rounds:
                 print(f"mqttwarn {MQTTWARN_VERSION} ...", flush=True)
                 try:
                     results["mqttwarn"] = b.mqttwarn()
@@ -658,6 +947,7 @@ def main() -> int:
         body = (
             f"{machine_lines(extra)}- command: `{cmd}`\n"
             f"- latency: {a.alerts} alerts {a.spacing:g} ms apart (after {WARMUP} warm-up alerts)"
+            + (f", {a.rounds} rounds, the systems in turn, each a fresh start" if a.rounds else "")
             + (f"; burst: {a.burst} alerts published at once" if a.burst else "; no burst")
             + (f"; idle CPU over {a.idle:g} s\n" if a.idle else "; no idle period\n")
             + f"{ready}\n\n{table}\n\n{targets}\n"
