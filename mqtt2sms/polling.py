@@ -37,6 +37,9 @@ log = logging.getLogger("mqtt2sms")
 
 Kind = Literal["reports", "receive"]
 DEFAULT_EVERY = 15.0  # seconds, for a way out that does not say
+REPORT_FIRST = 5.0  # seconds (or the way out's poll_every, when shorter): a text's delivery
+REPORT_MAX = 600.0  # report is first asked for that long after it was sent, then at doubling
+# gaps up to REPORT_MAX, until it is final (or too old to ask about)
 
 
 def every(transport: Transport, default: float = DEFAULT_EVERY) -> float:
@@ -63,6 +66,8 @@ class Poller:
         self.default_every = default_every
         self._asked: dict[tuple[str, Kind], float] = {}  # monotonic: when it was last asked
         self._out: set[tuple[str, Kind]] = set()  # asked, no answer yet
+        # (way out, remote id) -> (monotonic: when to ask for its report next, the gap then)
+        self._reports: dict[tuple[str, str], tuple[float, float]] = {}
 
     def due(self, name: str, transport: Transport, mono: float, since: float) -> list[Job]:
         """The questions to put to ``transport`` now: the reports of the texts it took
@@ -71,12 +76,14 @@ class Poller:
         interval = every(transport, self.default_every)
         for kind in ("reports", "receive"):
             key: tuple[str, Kind] = (name, kind)
-            if key in self._out or mono - self._asked.get(key, -1e18) < interval:
+            first = min(REPORT_FIRST, interval)
+            tick = first if kind == "reports" else interval
+            if key in self._out or mono - self._asked.get(key, -1e18) < tick:
                 continue
             self._asked[key] = mono
             job: Job | None = None
             if kind == "reports" and isinstance(transport, Reporting):
-                ids = self.disk.attempt(lambda: self.outbox.awaiting_reports(name, since))
+                ids = self._reports_due(name, mono, since, first)
                 if ids:
                     job = Job(f"reports:{name}", kind="reports", ids=tuple(ids))
             elif kind == "receive" and receives(transport):
@@ -86,6 +93,25 @@ class Poller:
                 self._out.add(key)
                 jobs.append(job)
         return jobs
+
+    def _reports_due(self, name: str, mono: float, since: float, first: float) -> list[str]:
+        """The remote ids whose report is due: each is first asked for ``first`` seconds
+        after it is first seen, then at doubling gaps up to ``REPORT_MAX``."""
+        awaiting = self.disk.attempt(lambda: self.outbox.awaiting_reports(name, since))
+        if awaiting is None:
+            return []
+        mine = {(n, r) for n, r in self._reports if n == name}
+        for gone in mine - {(name, r) for r in awaiting}:
+            del self._reports[gone]  # final, or too old to ask about
+        due = []
+        for remote in awaiting:
+            at, gap = self._reports.get((name, remote), (mono + first, first))
+            if at <= mono:
+                due.append(remote)
+                gap = min(gap * 2, REPORT_MAX)
+                at = mono + gap
+            self._reports[(name, remote)] = (at, gap)
+        return due
 
     def answered(
         self, done: Done, config: cfg.Config, wall: dt.datetime
