@@ -8,6 +8,7 @@ handles signals, sd_notify and the watchdog.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -196,6 +197,10 @@ class Daemon:
             )
             return 1
         self.engine.start()
+        # what start-up allocated (config, templates, imports) is never collected: a
+        # collection then only walks what alerts allocate (no 10-50 ms pauses in a burst)
+        gc.collect()
+        gc.freeze()
         self.notifier.ready()
         self.notifier.status(f"waiting for broker {c.mqtt.host}:{c.mqtt.port}")
         if c.mqtt.embedded:

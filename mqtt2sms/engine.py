@@ -67,6 +67,8 @@ SAVE_EVERY = 1.0  # seconds between saves of the throttle state and counters, at
 CLOCK_EVERY = 30.0  # seconds between saves of the elapsed clock, at least
 STATS_EVERY = 60.0  # seconds between stats messages, at least
 PRUNE_EVERY = 3600.0
+DATA_VERSION_EVERY = 0.5  # seconds between looks for a `queue` command's change, at least
+CHECKPOINT_EVERY = 5.0  # seconds between idle copies of the WAL into the database, at least
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,8 @@ class Engine:
         self._stats_at = -1e18
         self._pruned_at = mono()
         self._data_version = outbox.data_version()
+        self._dv_at = -1e18
+        self._checkpointed = mono()
         self.poller = Poller(outbox, self.disk, self.sink, poll_every)
         self.thread = threading.Thread(target=self._main, name="engine", daemon=True)
 
@@ -687,7 +691,10 @@ class Engine:
 
     def _housekeeping(self) -> None:
         m = self.mono()
-        dv = self.disk.attempt(self.outbox.data_version)
+        dv = None
+        if m - self._dv_at >= DATA_VERSION_EVERY:
+            self._dv_at = m
+            dv = self.disk.attempt(self.outbox.data_version)
         if dv is not None and dv != self._data_version:
             # `queue retry` or `queue drop` ran: a user asking for a try now also gets one
             # through a way out that is backing off
@@ -703,6 +710,11 @@ class Engine:
         ) or m - self._stats_at >= STATS_EVERY:
             self.publish_stats()
         self._save()
+        if not self.tries and m - self._checkpointed >= CHECKPOINT_EVERY:
+            # idle: nothing on the wire and nothing waiting in the inbox (housekeeping runs
+            # only then), so the fsyncs of a checkpoint are off every alert's path
+            self._checkpointed = m
+            self.disk.attempt(self.outbox.checkpoint)
 
     # -- reports and received texts --------------------------------------------------------
 

@@ -424,3 +424,33 @@ def test_texts_handed_back_by_a_way_out_that_went_down_are_queued_and_said_so(
             rig.engine.drain()
     assert rig.bodies(rig.smtp) == ["alert 0", "alert 1"]
     assert rig.outbox.queued_count() == 0
+
+
+class Checkpoints(FullDisk):
+    """Counts the WAL checkpoints the engine asks for."""
+
+    calls = 0
+
+    def checkpoint(self) -> None:
+        self.calls += 1
+        super().checkpoint()
+
+
+def test_the_wal_is_copied_back_only_while_the_engine_is_idle(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.engine.stop(0)
+    rig.outbox.close()
+    box = Checkpoints(str(tmp_path / "outbox.sqlite3"))
+    rig.outbox = box
+    rig.engine = rig.make()
+    worker = SteppedWorker("smtp", rig.smtp, rig.engine._result)
+    rig.engine.workers["smtp"] = worker
+    rig.engine.submit(rig.message("Leak"))
+    rig.tick(10)
+    assert box.calls == 0  # a text is on the wire: no fsyncs now
+    worker.run_one()
+    rig.tick(10)
+    assert box.calls == 1
+    rig.tick(1)
+    assert box.calls == 1  # at most one every few seconds
+    assert rig.bodies(rig.smtp) == ["Leak"]
