@@ -184,6 +184,7 @@ class Temporary:
     error: str
     scope: Scope = "transport"
     auth: bool = False
+    retry_after: float | None = None  # seconds the server asked us to wait (Retry-After)
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,8 @@ def after(
     elif result.scope == "transport":
         failures = health.failures + 1
         until = retry.transport_backoff(failures, options.retry, now, rand, result.auth)
+        if result.retry_after:  # the server said when: never sooner than that
+            until = max(until, now + dt.timedelta(seconds=result.retry_after))
         new_health = Health(until, failures, result.error, result.auth)
         due = _due(until, t, first, can_fail_over, options)
         next_at, reason, next_try = now, "transport", due

@@ -81,7 +81,9 @@ def attempt(transport: Transport, text: OutgoingText) -> delivery.Result:
     try:
         receipt = transport.send(text)
     except TemporaryDeliveryError as exc:
-        return delivery.Temporary(str(exc), exc.scope, exc.auth)
+        retry_after = getattr(exc, "retry_after", None)  # an HTTP 429 or 503 says when
+        wait = float(retry_after) if isinstance(retry_after, int | float) else None
+        return delivery.Temporary(str(exc), exc.scope, exc.auth, wait)
     except PermanentDeliveryError as exc:
         return delivery.Permanent(str(exc))
     except Exception as exc:  # a bug or an unmapped library error: keep the text

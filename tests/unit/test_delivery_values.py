@@ -847,3 +847,20 @@ def test_after_report(
     t: Track, report: Report, now: float, fail_over: bool, expect: AfterReport
 ) -> None:
     assert delivery.after_report(t, report, OPTS, at(now), fail_over) == expect
+
+
+def test_a_retry_after_longer_than_the_backoff_is_honoured() -> None:
+    send = delivery.Send("twilio", Track("t1", ("twilio",), T0))
+    hint = delivery.Temporary("429 Too Many Requests", retry_after=120.0)
+    a = delivery.after(send, hint, HEALTHY, OPTS, at(10), 0.5)
+    assert a.health.down_until == at(130)
+    assert (a.state, a.reason, a.next_try) == ("queued", "transport", at(130))
+
+
+def test_a_retry_after_shorter_than_the_backoff_changes_nothing() -> None:
+    send = delivery.Send("twilio", Track("t1", ("twilio",), T0))
+    plain = delivery.after(send, delivery.Temporary("503"), HEALTHY, OPTS, at(10), 0.5)
+    hint = delivery.after(
+        send, delivery.Temporary("503", retry_after=0.1), HEALTHY, OPTS, at(10), 0.5
+    )
+    assert hint == plain
