@@ -13,9 +13,12 @@ expiry and backoffs stay on the elapsed axis: a step never expires a text.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 
 from mqtt2sms import elapsed
+
+log = logging.getLogger("mqtt2sms")
 
 
 def _seconds(t: dt.datetime) -> float:
@@ -57,10 +60,18 @@ class Clock:
 
     def check(self) -> float | None:
         """The wall clock's step since the last look, in seconds (positive: forward), or
-        None. A forward step is added to ``ahead``."""
+        None. A step is logged; a forward one is added to ``ahead``."""
         self.offset, jump = elapsed.step(self.offset, self.mono(), _seconds(self.wall()))
-        if jump is not None and jump > 0:
+        if jump is None:
+            return None
+        if jump > 0:
             self.ahead += jump
+        log.warning(
+            "the wall clock stepped %s by %s; ages and backoffs follow elapsed time%s",
+            "forward" if jump > 0 else "back",
+            span(abs(jump)),
+            ", cooldowns and rate windows count the step" if jump > 0 else "",
+        )
         return jump
 
     def saved(self) -> dict[str, str]:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 
 from mqtt2sms import config as cfg
 from mqtt2sms import delivery, elapsed, texts, throttle
-from mqtt2sms.clock import Clock, span
+from mqtt2sms.clock import Clock
 from mqtt2sms.delivery import Health
 from mqtt2sms.disk import Disk
 from mqtt2sms.errors import StorageError
@@ -56,7 +56,7 @@ from mqtt2sms.texts import Change, Now, Record, changed, plan, plan_after, plan_
 from mqtt2sms.throttle_store import LiveThrottle
 from mqtt2sms.transports import registry
 from mqtt2sms.transports.base import OutgoingText, Transport
-from mqtt2sms.workers import Done, InlineWorker, Job, Worker
+from mqtt2sms.workers import Done, Job, Pool
 
 log = logging.getLogger("mqtt2sms")
 
@@ -119,7 +119,6 @@ class Engine:
         self.rand = rand or random.Random()
         self.boot = read_boot_id() if boot_id is None else boot_id
         self.threaded = threaded
-        self.idle_close = idle_close
         self.new_id = new_id or (lambda: os.urandom(5).hex())
         self.templates = Templates()
         self.inbox: queue.Queue[object] = queue.Queue()
@@ -143,7 +142,7 @@ class Engine:
 
         self.transports: dict[str, Transport] = dict(transports)
         self.health: dict[str, Health] = {n: delivery.HEALTHY for n in self.transports}
-        self.workers: dict[str, Worker | InlineWorker] = {}
+        self.workers = Pool(self._result, threaded, idle_close, mono)
         self.tries: dict[str, Try] = {}
         self.held: list[Flight] = []  # messages the outbox refused to take
         self.retry_messages: list[tuple[float, int, Message]] = []
@@ -168,18 +167,10 @@ class Engine:
         return self.clock.now()
 
     def _check_clock(self) -> None:
-        jump = self.clock.check()
-        if jump is None:
-            return
-        log.warning(
-            "the wall clock stepped %s by %s; ages and backoffs follow elapsed time%s",
-            "forward" if jump > 0 else "back",
-            span(abs(jump)),
-            ", cooldowns and rate windows count the step" if jump > 0 else "",
-        )
-        self.throttle.dirty = True  # the clock moved: save it
-        self._reschedule_quiet()
-        self._due_changed = True
+        if self.clock.check() is not None:  # a step: logged there
+            self.throttle.dirty = True  # the clock moved: save it
+            self._reschedule_quiet()
+            self._due_changed = True
 
     def _reschedule_quiet(self) -> None:
         """Texts held by quiet hours wait for the end of the window the local time is in
@@ -198,24 +189,12 @@ class Engine:
         self._reschedule_quiet()
         if n:
             log.info("%d queued text(s) will be tried now", n)
-        self._start_workers()
+        for name, t in self.transports.items():
+            self.workers.start(name, t)
         self._save(force=True)
         self._refresh()
         if self.threaded:
             self.thread.start()
-
-    def _start_workers(self) -> None:
-        for name, t in self.transports.items():
-            self._start_worker(name, t)
-
-    def _start_worker(self, name: str, t: Transport) -> None:
-        w: Worker | InlineWorker
-        if self.threaded:
-            w = Worker(name, t, self._result, self.idle_close, self.mono)
-        else:
-            w = InlineWorker(name, t, self._result)
-        w.start()
-        self.workers[name] = w
 
     def submit(self, item: object) -> None:
         self.inbox.put(item)
@@ -255,11 +234,8 @@ class Engine:
     def stop(self, grace: float = 10.0) -> None:
         """Finish the sends in flight (at most ``grace`` seconds), save, close."""
         self.stopping.set()
-        for w in self.workers.values():
-            w.stop()
         deadline = self.mono() + grace
-        for w in self.workers.values():
-            w.join(max(0.0, deadline - self.mono()))
+        self.workers.stop_all(grace)
         self.inbox.put(_WAKE)
         if self.threaded and self.thread.is_alive():
             self.thread.join(max(0.5, deadline - self.mono()))
@@ -418,13 +394,7 @@ class Engine:
         self._maybe_finish(flight)
 
     def _options(self, rule: str) -> delivery.Options:
-        o = self.config.defaults
-        for r in self.config.rules:
-            if r.name == rule:
-                o = r.options
-                break
-        lim = self.config.limits
-        return delivery.Options(o.failover_after, lim.max_age, lim.retry)
+        return delivery.options_for(self.config, rule)
 
     def _now_both(self) -> Now:
         return Now(self.now_e(), self.wall())
@@ -793,15 +763,13 @@ class Engine:
         rebuilt = registry.changed(old, new)
         built = registry.build(new, only=rebuilt) if rebuilt else {}
         for name in rebuilt:
-            worker = self.workers.pop(name, None)
-            if worker is not None:
-                worker.stop()  # its send in flight ends; the rest come back untried
+            self.workers.drop(name)
             self.transports.pop(name, None)
             self.health.pop(name, None)
             if name in built:
                 self.transports[name] = built[name]
                 self.health[name] = delivery.HEALTHY
-                self._start_worker(name, built[name])
+                self.workers.start(name, built[name])
         if old.limits.quiet_hours != new.limits.quiet_hours:
             self._reschedule_quiet()
         # rows being sent right now stay `sending`: their result is on its way

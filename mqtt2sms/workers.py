@@ -197,3 +197,45 @@ class InlineWorker:
 
     def join(self, timeout: float) -> bool:
         return True
+
+
+class Pool(dict[str, "Worker | InlineWorker"]):
+    """The workers, one per way out, by name: threads, or inline for tests."""
+
+    def __init__(
+        self,
+        done: Callable[[Done], None],
+        threaded: bool,
+        idle_close: float,
+        mono: Callable[[], float],
+    ) -> None:
+        super().__init__()
+        self.done = done
+        self.threaded = threaded
+        self.idle_close = idle_close
+        self.mono = mono
+
+    def start(self, name: str, transport: Transport) -> None:
+        """A worker for ``transport`` (one it replaces is stopped)."""
+        self.drop(name)
+        w: Worker | InlineWorker
+        if self.threaded:
+            w = Worker(name, transport, self.done, self.idle_close, self.mono)
+        else:
+            w = InlineWorker(name, transport, self.done)
+        w.start()
+        self[name] = w
+
+    def drop(self, name: str) -> None:
+        """Stop ``name``'s worker: its send in flight ends, the rest come back untried."""
+        w = self.pop(name, None)
+        if w is not None:
+            w.stop()
+
+    def stop_all(self, grace: float) -> None:
+        """Stop every worker and wait for the sends in flight, ``grace`` seconds at most."""
+        for w in self.values():
+            w.stop()
+        deadline = self.mono() + grace
+        for w in self.values():
+            w.join(max(0.0, deadline - self.mono()))
