@@ -164,6 +164,7 @@ class MqttLink:
         c.on_disconnect = self._disconnected
         c.on_subscribe = self._subscribed
         c.on_message = self._message
+        c.on_publish = self._published
         self.client = c
 
     # paho callbacks (network thread) -----------------------------------------------------
@@ -241,6 +242,9 @@ class MqttLink:
     def _message(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
         self._on_message(to_message(msg, self._clock()))
         _quickack(self.client)
+
+    def _published(self, _c: paho.Client, _u: object, *_rest: object) -> None:
+        _quickack(self.client)  # a PUBACK was read: the other read that must not wait
 
     # used by the daemon -------------------------------------------------------------------
     def start(self) -> None:
@@ -346,7 +350,7 @@ def _quickack(client: paho.Client) -> None:
     """Acknowledge the broker's TCP segments at once. Linux delays an ACK up to 40 ms, and
     with a broker that waits for it before its next small segment (Nagle, Mosquitto's
     default) an alert published right after another arrives 40 ms late. The flag does not
-    stick, so it is set again after each message read."""
+    stick, so it is set again after each read paho tells of (a message, a PUBACK)."""
     flag = getattr(socket, "TCP_QUICKACK", None)
     sock = client.socket()
     if flag is None or not isinstance(sock, socket.socket):
