@@ -137,7 +137,7 @@ class Engine:
         # looked for among the texts written since its broker session began
         self.seen = Seen(outbox)
         self.flights: dict[tuple[int, str], Flight] = {}  # (mid, digest) -> not acked yet
-        # topic -> digests of the last retained and the last live message acted on
+        # the embedded broker keeps nothing: its messages' texts are committed before a try
         self.commit_first = commit_first
 
         self.transports: dict[str, Transport] = dict(transports)
