@@ -72,6 +72,13 @@ class ReceivedText:
     remote_id: str = ""
 
 
+# Attributes a transport may have, read by the engine with a default:
+# - ``poll_every`` (seconds) and ``receives`` (bool): see ``polling.py``;
+# - ``commit_first`` (bool): the way out takes our text id and answers a resend of it as done
+#   (the Android gateway's 409), so a text for it is committed before it is tried and a kill
+#   never sends it twice.
+
+
 @runtime_checkable
 class Reporting(Protocol):
     def reports(self, remote_ids: Sequence[str]) -> list[DeliveryReport]: ...

@@ -42,10 +42,12 @@ class FakeTransport:
         probe_error: BaseException | None = None,
         poll_every: float = 15.0,
         receives: bool = False,
+        commit_first: bool = False,
     ) -> None:
         self.name = name
         self.poll_every = poll_every  # how often the engine asks for reports and texts
         self.receives = receives  # whether it reads received texts
+        self.commit_first = commit_first  # texts for it are committed before it is tried
         self.sent: list[OutgoingText] = []
         self.delivered: list[OutgoingText] = []
         self.closed = 0

@@ -454,3 +454,28 @@ def test_the_wal_is_copied_back_only_while_the_engine_is_idle(tmp_path: Path) ->
     rig.tick(1)
     assert box.calls == 1  # at most one every few seconds
     assert rig.bodies(rig.smtp) == ["Leak"]
+
+
+def test_a_text_for_a_way_out_that_takes_our_id_is_committed_before_it_is_tried(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path)
+    rig.loaded = rig.load("defaults: {to: [alex], via: [twilio]}\n")
+    rig.restart()
+    rig.twilio.commit_first = True  # as the Android gateway's transport says
+    seen: list[str | None] = []
+
+    def send(t: OutgoingText) -> Receipt:
+        row = rig.outbox.get(t.id)
+        seen.append(row.state if row else None)
+        return Receipt("twilio", t.id, "ok")
+
+    rig.twilio._call = send
+    m = rig.send("Smoke")
+    assert rig.acked == [m.mid]  # committed, then acknowledged, then sent from the outbox
+    rig.tick(1)
+    assert seen == ["sending"]
+    assert [t.id for t in rig.twilio.delivered] == ["a1-1"]
+    row = rig.outbox.get("a1-1")
+    assert row is not None and row.state == "sent"
+    assert [e["state"] for e in rig.events()] == ["sent"]
