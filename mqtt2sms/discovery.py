@@ -244,6 +244,48 @@ def _entities(config: Config, incidents: bool, received: bool) -> Iterable[_Enti
             "entity_category": "diagnostic",
         },
     )
+    if config.modem is not None:
+        yield _Entity(
+            "modem_signal",
+            "sensor",
+            "Modem signal",
+            {
+                "state_topic": stats,
+                "value_template": "{{ value_json.modem_signal | default(None) }}",
+                "state_class": "measurement",
+                "unit_of_measurement": "/31",  # AT+CSQ's 0-31; 99 never reaches us
+                "entity_category": "diagnostic",
+                "icon": "mdi:signal",
+            },
+        )
+        yield _Entity(
+            "modem_registered",
+            "binary_sensor",
+            "Modem registered",
+            {
+                "state_topic": stats,
+                # not known yet (or the modem did not answer): None, which HA shows unknown
+                "value_template": (
+                    "{% set r = value_json.get('modem_registered') %}"
+                    "{{ None if r is none else ('ON' if r else 'OFF') }}"
+                ),
+                "device_class": "connectivity",
+                "entity_category": "diagnostic",
+            },
+        )
+        yield _Entity(
+            "modem_sim_used",
+            "sensor",
+            "Modem SIM texts",
+            {
+                "state_topic": stats,
+                "value_template": "{{ value_json.modem_sim_used | default(None) }}",
+                "state_class": "measurement",
+                "unit_of_measurement": "texts",
+                "entity_category": "diagnostic",
+                "icon": "mdi:sim",
+            },
+        )
     yield _Entity(
         "last_sent_at",
         "sensor",

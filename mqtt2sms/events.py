@@ -86,6 +86,7 @@ class EventSink:
         self.stats = stats or Stats()
         self.dirty = False  # the counters changed since the engine last saved them
         self.stats_changed = True  # the stats topic is out of date
+        self.way_outs: dict[str, dict[str, object]] = {}  # each way out's word on itself
 
     def _changed(self) -> None:
         self.dirty = True
@@ -127,13 +128,22 @@ class EventSink:
         if self.stats.last_error and self.stats.error_source == source:
             self.set_error(None)
 
+    def set_way_out_stats(self, name: str, stats: dict[str, object] | None) -> None:
+        """What way out ``name`` said of itself (None: it did not answer: its keys are
+        published as null, not as the last good values)."""
+        if stats is None:
+            stats = {k: None for k in self.way_outs.get(name, {})}
+        if self.way_outs.get(name) != stats:
+            self.way_outs[name] = stats
+            self.stats_changed = True
+
     def publish_json(self, subtopic: str, body: object, retain: bool = False) -> None:
         self.publish(f"{self.base_topic}/{subtopic}", json.dumps(body), retain)
 
     def publish_stats(self, queued: int, now: dt.datetime) -> None:
         self.stats.roll(now.astimezone(self.tz).date())
         s = self.stats
-        body = {
+        body: dict[str, object] = {
             "queued": queued,
             "sent_today": s.sent_today,
             "suppressed_today": s.suppressed_today,
@@ -142,5 +152,7 @@ class EventSink:
             "last_sent_at": s.last_sent_at,
             "last_error": s.last_error,
         }
+        for said in self.way_outs.values():
+            body.update(said)  # e.g. modem_signal, modem_registered, modem_sim_used
         self.publish_json("stats", body, retain=True)
         self.stats_changed = False

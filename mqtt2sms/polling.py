@@ -26,6 +26,7 @@ from mqtt2sms.events import EventSink
 from mqtt2sms.outbox import Outbox
 from mqtt2sms.texts import Record
 from mqtt2sms.transports.base import (
+    Checking,
     ReceivedText,
     Receiving,
     Reporting,
@@ -35,7 +36,8 @@ from mqtt2sms.workers import Done, Job
 
 log = logging.getLogger("mqtt2sms")
 
-Kind = Literal["reports", "receive"]
+Kind = Literal["reports", "receive", "stats"]
+STATS_EVERY = 300.0  # seconds between a way out's word on itself (a modem's signal), at least
 DEFAULT_EVERY = 15.0  # seconds, for a way out that does not say
 REPORT_FIRST = 5.0  # seconds (or the way out's poll_every, when shorter): a text's delivery
 REPORT_MAX = 600.0  # report is first asked for that long after it was sent, then at doubling
@@ -74,10 +76,10 @@ class Poller:
         since ``since`` (elapsed) that have none yet, and the texts after its mark."""
         jobs: list[Job] = []
         interval = every(transport, self.default_every)
-        for kind in ("reports", "receive"):
+        for kind in ("reports", "receive", "stats"):
             key: tuple[str, Kind] = (name, kind)
             first = min(REPORT_FIRST, interval)
-            tick = first if kind == "reports" else interval
+            tick = {"reports": first, "receive": interval}.get(kind, STATS_EVERY)
             if key in self._out or mono - self._asked.get(key, -1e18) < tick:
                 continue
             self._asked[key] = mono
@@ -89,6 +91,8 @@ class Poller:
             elif kind == "receive" and receives(transport):
                 mark = self.disk.attempt(lambda: self.outbox.get_kv(f"mark:{name}"))
                 job = Job(f"receive:{name}", kind="receive", mark=mark)
+            elif kind == "stats" and isinstance(transport, Checking):
+                job = Job(f"stats:{name}", kind="stats")
             if job is not None:
                 self._out.add(key)
                 jobs.append(job)
@@ -124,6 +128,11 @@ class Poller:
             err = done.error
             why = str(err) if isinstance(err, Mqtt2SmsError) else f"{type(err).__name__}: {err}"
             log.warning("%s: asking for %s failed: %s", name, done.job.kind, why)
+            if done.job.kind == "stats":
+                self.sink.set_way_out_stats(name, None)  # it did not answer: not known
+            return []
+        if done.job.kind == "stats":
+            self.sink.set_way_out_stats(name, done.stats)
             return []
         out = []
         for rep in done.reports:

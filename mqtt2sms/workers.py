@@ -21,6 +21,7 @@ from typing import Literal
 from mqtt2sms import delivery
 from mqtt2sms.errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
 from mqtt2sms.transports.base import (
+    Checking,
     DeliveryReport,
     OutgoingText,
     ReceivedText,
@@ -36,7 +37,7 @@ log = logging.getLogger("mqtt2sms")
 class Job:
     key: str  # the engine's handle for the try (a text id), or for the poll
     text: OutgoingText | None = None
-    kind: Literal["send", "reports", "receive"] = "send"
+    kind: Literal["send", "reports", "receive", "stats"] = "send"
     ids: tuple[str, ...] = ()  # remote ids, for "reports"
     mark: str | None = None  # the high-water mark, for "receive"
 
@@ -50,6 +51,7 @@ class Done:
     reports: tuple[DeliveryReport, ...] = ()
     received: tuple[ReceivedText, ...] = ()
     mark: str | None = None
+    stats: dict[str, object] = field(default_factory=dict)  # a way out's word on itself
     error: Exception | None = None  # a poll that failed: our DeliveryError, or a bug
     # set by the engine once it has recorded the result: a worker starts its next send only
     # then, so a kill finds at most one text per way out sent and not recorded
@@ -69,6 +71,8 @@ def run(name: str, transport: Transport, job: Job, mono: Callable[[], float]) ->
         if job.kind == "receive" and isinstance(transport, Receiving):
             got, mark = transport.receive(job.mark)
             return Done(job, name, None, received=tuple(got), mark=mark)
+        if job.kind == "stats" and isinstance(transport, Checking):
+            return Done(job, name, None, stats=transport.stats())
     except Exception as exc:  # a poll that fails is asked again at the next one
         return Done(job, name, None, error=exc)
     return Done(job, name, None, error=DeliveryError(f"{name} cannot {job.kind}"))

@@ -80,6 +80,14 @@ class ReceivedText:
 
 
 @runtime_checkable
+class Checking(Protocol):
+    def stats(self) -> dict[str, object]:
+        """What the way out says of itself for ``<base>/stats`` (a modem's signal,
+        registration and SIM fill), asked every few minutes; raises ``DeliveryError``."""
+        ...
+
+
+@runtime_checkable
 class Reporting(Protocol):
     def reports(self, remote_ids: Sequence[str]) -> list[DeliveryReport]: ...
 

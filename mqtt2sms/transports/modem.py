@@ -163,6 +163,17 @@ class ModemTransport:
         with self._lock:
             return self._guarded("checking", self._health)
 
+    def stats(self) -> dict[str, object]:
+        """``health()`` for ``<base>/stats``: a dead modem or a full SIM is seen before an
+        alarm needs it."""
+        h = self.health()
+        return {
+            "modem_signal": h.signal,
+            "modem_registered": h.registered,
+            "modem_sim_used": h.sim_used,
+            "modem_sim_total": h.sim_total,
+        }
+
     def close(self) -> None:
         """Close the port (the next use opens and initialises it again)."""
         with self._lock:

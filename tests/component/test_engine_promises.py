@@ -479,3 +479,34 @@ def test_a_text_for_a_way_out_that_takes_our_id_is_committed_before_it_is_tried(
     row = rig.outbox.get("a1-1")
     assert row is not None and row.state == "sent"
     assert [e["state"] for e in rig.events()] == ["sent"]
+
+
+class SaysItsHealth(FakeTransport):
+    """A fake that, like the modem, tells its signal for the stats."""
+
+    answers: list[dict[str, object] | Exception]
+
+    def stats(self) -> dict[str, object]:
+        got = self.answers.pop(0)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+
+def test_a_way_outs_word_on_itself_is_published_with_the_stats(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.engine.stop(0)
+    modem = SaysItsHealth("twilio")
+    modem.answers = [
+        {"modem_signal": 20, "modem_registered": True},
+        TemporaryDeliveryError("modem: no answer to AT"),
+    ]
+    rig.twilio = modem
+    rig.engine = rig.make()
+    rig.tick(301)
+    assert {k: rig.stats()[k] for k in ("modem_signal", "modem_registered")} == {
+        "modem_signal": 20,
+        "modem_registered": True,
+    }
+    rig.tick(301)  # the modem stopped answering: not known, never the last good values
+    assert rig.stats()["modem_signal"] is None and rig.stats()["modem_registered"] is None

@@ -335,3 +335,19 @@ def test_a_bad_number_is_permanent_and_touches_no_modem(fake: FakeModem) -> None
     with pytest.raises(PermanentDeliveryError, match=r"E\.164"):
         modem.send(OutgoingText(id="t1", address='+1555"\rATD112;', body="hi"))
     assert fake.commands == []
+
+
+def test_stats_are_the_modems_health_for_the_stats_topic(fake: FakeModem) -> None:
+    modem = transport(fake)
+    try:
+        fake.sim = (12, 30)
+        stats = modem.stats()
+    finally:
+        modem.close()
+    assert stats == {
+        "modem_signal": 20,
+        "modem_registered": True,
+        "modem_sim_used": 12,
+        "modem_sim_total": 30,
+    }
+    assert fake.sent == []

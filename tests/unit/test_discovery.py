@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
 import jinja2
@@ -310,3 +311,13 @@ def test_base_topic_prefix_and_client_id_flow_through() -> None:
 def test_node_id_is_sanitised(client_id: str, expected: str) -> None:
     config = parse_config(f"mqtt: {{client_id: '{client_id}'}}\n", "c.yaml", ENV).config
     assert node_id(config) == expected
+
+
+def test_a_modem_adds_its_signal_registration_and_sim_sensors(tmp_path: Path) -> None:
+    device = tmp_path / "ttyUSB0"
+    device.write_text("")
+    cmps = components(make_config(f"modem: {{device: {device}}}\n"))
+    assert {"modem_signal", "modem_registered", "modem_sim_used"} <= set(cmps)
+    assert cmps["modem_registered"]["p"] == "binary_sensor"
+    assert "value_json.modem_signal" in json.dumps(cmps["modem_signal"])
+    assert "modem_signal" not in components(make_config())
