@@ -140,7 +140,8 @@ class Worker:
     def _run(self) -> None:
         while True:
             try:
-                job = self.jobs.get(timeout=self.idle_close if self._opened else None)
+                idle = self._opened and not getattr(self.transport, "keep_open", False)
+                job = self.jobs.get(timeout=self.idle_close if idle else None)
             except queue.Empty:
                 self._close()
                 continue

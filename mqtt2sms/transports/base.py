@@ -74,6 +74,7 @@ class ReceivedText:
 
 # Attributes a transport may have, read by the engine with a default:
 # - ``poll_every`` (seconds) and ``receives`` (bool): see ``polling.py``;
+# - ``keep_open`` (bool): its worker never closes it when idle (a modem's port);
 # - ``commit_first`` (bool): the way out takes our text id and answers a resend of it as done
 #   (the Android gateway's 409), so a text for it is committed before it is tried and a kill
 #   never sends it twice.

@@ -121,6 +121,9 @@ class ModemTransport:
         self._config = config
         self.poll_every = config.poll  # for the engine's poller (polling.py)
         self.receives = False  # no receive() yet: the reader of received texts comes later
+        # one owner holds the port while the daemon runs: not closed when idle (a closed
+        # port misses the modem's new-message notices, and each open initialises it again)
+        self.keep_open = True
         self._timeout = timeout
         self._prompt_timeout = prompt_timeout
         self._send_timeout = send_timeout
