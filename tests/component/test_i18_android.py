@@ -6,12 +6,21 @@ import base64
 import datetime as dt
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from mqtt2sms import cli, ways
+from mqtt2sms.config import parse_config
 from mqtt2sms.config.model import AndroidConfig
-from mqtt2sms.errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
+from mqtt2sms.errors import (
+    ConfigError,
+    DeliveryError,
+    PermanentDeliveryError,
+    TemporaryDeliveryError,
+)
 from mqtt2sms.transports import android as android_mod
+from mqtt2sms.transports import registry
 from mqtt2sms.transports.android import AndroidTransport
 from mqtt2sms.transports.base import OutgoingText, Receiving, Reporting
 from tests.fakes.android import FakeAndroid
@@ -251,3 +260,87 @@ def test_report_for_takes_a_failed_recipient_over_the_top_state() -> None:
         {"state": "Sent", "recipients": [{"state": "Failed", "error": "no service"}]}, "x"
     )
     assert (report.state, report.detail) == ("undelivered", "Failed: no service")
+
+
+# -- wiring: the registry, the config, check --probe ---------------------------------------
+
+
+SMTP = "smtp: {host: smtp.example.com, from: me@example.com}\n"
+ENV = {"STATE_DIRECTORY": "state", "TZ": "UTC"}
+
+
+def _config_file(tmp_path: Path, android: str, contact: str) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"android: {android}\ncontacts:\n  alex: {contact}\ndefaults: {{to: [alex]}}\n",
+        encoding="utf-8",
+    )
+    return str(path)
+
+
+def test_the_registry_builds_android_from_its_section(phone: FakeAndroid) -> None:
+    cfg = parse_config(
+        SMTP + f"android: {{url: '{phone.url}', username: sms, password: pw, poll: 4s, "
+        "receive: true}\n",
+        "config.yaml",
+        ENV,
+        check_file=lambda path: None,
+    ).config
+    built = registry.build(cfg)
+    assert list(built) == ["smtp", "android"]
+    android = built["android"]
+    assert isinstance(android, AndroidTransport)
+    assert (android.poll_every, android.receives) == (4.0, True)
+    assert list(registry.build(cfg, only={"android"})) == ["android"]
+    assert "android" in ways.BUILT and ways.NOT_BUILT == ()
+
+
+def test_a_contact_sent_via_android_needs_a_number() -> None:
+    text = (
+        SMTP + "android: {url: 'http://127.0.0.1:8080', username: sms, password: x}\n"
+        "contacts:\n  alex: {email: alex@example.com, via: [android]}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "config.yaml", ENV, check_file=lambda path: None)
+    assert list(info.value.problems) == ["config.yaml:4: contacts.alex.via: android needs a number"]
+
+
+def test_check_probe_asks_the_phone_and_sends_nothing(
+    tmp_path: Path, phone: FakeAndroid, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"STATE_DIRECTORY": str(tmp_path / "state"), "TZ": "UTC"}
+    path = _config_file(
+        tmp_path,
+        f"{{url: '{phone.url}', username: sms, password: '{phone.password}', poll: 20s}}",
+        "{number: '5551230001', via: [android, smtp], carrier: verizon}",
+    )
+    assert cli.main(["check", "-c", path], env=env) == 0
+    out, err = capsys.readouterr()
+    assert (
+        f"android: {phone.url}, user sms, delivery reports every 20s, received texts not read"
+    ) in out.splitlines(), out
+    assert phone.requests == []  # check alone asks nothing
+    code = cli.main(["check", "--probe", "-c", path], env=env)
+    out, err = capsys.readouterr()
+    lines = [line for line in out.splitlines() if line.startswith("probe android")]
+    assert lines == ["probe android: OK, phone 'Pixel 4a', app version not told"], out
+    assert code == 0  # the dry-run maildir and the phone both work
+    assert phone.password not in out + err and phone.messages == {}
+    assert [(r.method, r.path) for r in phone.requests] == [("GET", "/")]
+
+
+def test_check_probe_fails_for_a_wrong_password(
+    tmp_path: Path, phone: FakeAndroid, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"STATE_DIRECTORY": str(tmp_path / "state"), "TZ": "UTC"}
+    wrong = "wrong-pw-1234"
+    path = _config_file(
+        tmp_path,
+        f"{{url: '{phone.url}', username: sms, password: {wrong}}}",
+        "{number: '5551230001', via: [android]}",
+    )
+    assert cli.main(["check", "--probe", "-c", path], env=env) == 1
+    out, err = capsys.readouterr()
+    [line] = [line for line in out.splitlines() if line.startswith("probe android")]
+    assert line.startswith("probe android: FAILED, device: HTTP 401"), line
+    assert wrong not in out + err
