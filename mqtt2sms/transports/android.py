@@ -190,6 +190,9 @@ class AndroidTransport:
         self._config = config
         self.poll_every = config.poll  # for the engine's poller (polling.py)
         self.receives = config.receive  # read the phone's inbox every poll_every
+        # the phone takes our text id and answers a resend of it with 409 (done): the engine
+        # commits a text for it before trying it, so a kill never sends it twice
+        self.commit_first = True
         self._http = HttpClient(
             config.url,
             username=config.username,

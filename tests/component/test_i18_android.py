@@ -253,6 +253,7 @@ def test_receive_first_look_only_takes_the_mark_then_reads_what_is_new(
 def test_poll_every_and_receives_come_from_the_section(phone: FakeAndroid) -> None:
     t = transport(phone, poll=4.0)
     assert (t.poll_every, t.receives) == (4.0, False)
+    assert t.commit_first is True  # its texts are committed with their id before the POST
 
 
 def test_report_for_takes_a_failed_recipient_over_the_top_state() -> None:
