@@ -282,8 +282,15 @@ def _way_out_lines(config: cfg.Config) -> list[str]:
         lines.append(
             f"modem: {m.device} at {m.baudrate} baud{', SIM PIN set' if m.pin else ''}{hint}"
         )
-    if config.android is not None and "android" not in BUILT:
-        lines.append(f"android: {config.android.url}, not built in this version yet")
+    if config.android is not None:
+        a = config.android
+        login = f"user {a.username}" if a.username else "no login"
+        lines.append(
+            f"android: {a.url}, {login}, delivery reports every {_duration(a.poll)}, received "
+            f"texts {'read' if a.receive else 'not read'}"
+            + ("" if a.password or not a.username else ", NO password")
+            + ("" if "android" in BUILT else ", not built in this version yet")
+        )
     return lines
 
 

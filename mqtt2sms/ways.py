@@ -22,8 +22,9 @@ ADDRESS: Mapping[str, AddressKind] = {
 }
 NAMES: tuple[str, ...] = tuple(ADDRESS)
 # the ways out this version can send by (transports.registry builds each of them)
-BUILT: frozenset[str] = frozenset({"smtp", "twilio", "modem"})
-# the ones a user may name in `via` but this version cannot send by yet
+BUILT: frozenset[str] = frozenset({"smtp", "twilio", "modem", "android"})
+# the ones a user may name in `via` but this version cannot send by yet (none today; kept
+# so that a way out added to NAMES before its transport is warned about, not silently used)
 NOT_BUILT: tuple[str, ...] = tuple(n for n in NAMES if n not in BUILT)
 # the ways out that are not a carrier's email gateway, for the advice to a user whose gateway
 # is closing

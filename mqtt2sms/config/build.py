@@ -206,8 +206,9 @@ def _parse(
         )
     if top.has("escalations"):
         p.warn(top.key_node("escalations"), "escalations", NOT_YET["escalations"])
-    if top.has("received") and not (config.twilio is not None and config.twilio.receive):
-        # the only way out this version reads received texts from is twilio (`receive: true`)
+    reads = [w for w in (config.twilio, config.android) if w is not None and w.receive]
+    if top.has("received") and not reads:
+        # the ways out this version reads received texts from: twilio and android (`receive`)
         p.warn(top.key_node("received"), "received", NOT_YET["received"])
     if p.errors:
         raise ConfigError(p.sorted_errors())

@@ -172,8 +172,6 @@ def _android(p: _Parser, node: _Node) -> AndroidConfig:
         poll=s.get("poll", p.duration(positive=True), d.poll),
         receive=s.get("receive", p.boolean, d.receive),
     )
-    if android.receive:
-        p.warn(s.key_node("receive"), "android.receive", NOT_YET["receive"])
     if android.password is not None and android.username is None:
         p.error(
             s.key_node("password") or s.key_node("password_file"),
@@ -588,6 +586,5 @@ NOT_YET = {
     "once, and nothing handles an acknowledgement",
     "resolve_when": "this version cannot resolve incidents yet: ignored",
     "received": "ignored: no way out reads received texts (this version reads them only "
-    "through twilio with `receive: true`)",
-    "receive": "this version cannot read received texts yet: ignored",
+    "through twilio or android with `receive: true`)",
 }

@@ -258,6 +258,10 @@ class HttpClient:
     def delete(self, path: str, *, label: str | None = None) -> HttpResponse:
         return self.request("DELETE", path, label=label)
 
+    def post_json(self, path: str, body: Any, *, label: str | None = None) -> HttpResponse:
+        """``POST`` ``body`` as JSON (``Content-Type: application/json``)."""
+        return self.request("POST", path, json_body=body, label=label)
+
     def request(
         self,
         method: str,
@@ -266,12 +270,13 @@ class HttpClient:
         query: Mapping[str, str] | None = None,
         form: Mapping[str, str] | None = None,
         label: str | None = None,
+        json_body: Any = None,
     ) -> HttpResponse:
         """One request; a 2xx answer is returned, anything else raised as our error, whose
         text starts with ``label`` (default: the method and path)."""
         what = label or f"{method} {path}"
         try:
-            return self._request(method, path, query, form, what)
+            return self._request(method, path, query, form, what, json_body)
         except (HttpTemporaryError, HttpPermanentError) as exc:
             exc.args = (self.scrub(str(exc)),)
             raise
@@ -296,6 +301,7 @@ class HttpClient:
         query: Mapping[str, str] | None,
         form: Mapping[str, str] | None,
         what: str,
+        json_body: Any = None,
     ) -> HttpResponse:
         url = self.base_url + (path if path.startswith("/") else "/" + path)
         if query:
@@ -305,6 +311,9 @@ class HttpClient:
         if form is not None:
             data = urllib.parse.urlencode(form).encode("ascii")
             headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif json_body is not None:
+            data = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
+            headers["Content-Type"] = "application/json"
         try:
             req = urllib.request.Request(url, data=data, headers=headers, method=method)
         except ValueError as exc:
@@ -319,7 +328,7 @@ class HttpClient:
         except urllib.error.HTTPError as exc:
             raise self._status_error(exc, what) from exc
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            raise _no_answer(exc, what, sent or form is not None) from exc
+            raise _no_answer(exc, what, sent or data is not None) from exc
         if not 200 <= status < 300:
             raise status_error(status, None, what=what)
         return HttpResponse(status, headers_in, body)

@@ -40,10 +40,10 @@ def build(config: cfg.Config, only: set[str] | None = None) -> dict[str, Transpo
     """The configured ways out, by name, in the order ``ways.NAMES`` lists them.
 
     Without an ``smtp`` section its texts go to the dry-run maildir in the state directory.
-    ``twilio`` and ``modem`` are built when their section is there; each tells the poller
-    (``polling.py``) how often it is asked (its section's ``poll``) and whether it reads
-    received texts (``twilio.receive``; the modem does not read its SIM yet). ``android`` is
-    not built (``ways.NOT_BUILT``). Building opens nothing: the first send or probe does.
+    ``twilio``, ``modem`` and ``android`` are built when their section is there; each tells
+    the poller (``polling.py``) how often it is asked (its section's ``poll``) and whether it
+    reads received texts (``twilio.receive``, ``android.receive``; the modem does not read its SIM
+    yet). Building opens nothing: the first send or probe does.
     ``only``: build just these.
     """
     out: dict[str, Transport] = {}
@@ -65,4 +65,8 @@ def build(config: cfg.Config, only: set[str] | None = None) -> dict[str, Transpo
         from .modem import ModemTransport
 
         out["modem"] = ModemTransport(config.modem)
+    if config.android is not None and (only is None or "android" in only):
+        from .android import AndroidTransport
+
+        out["android"] = AndroidTransport(config.android)
     return out

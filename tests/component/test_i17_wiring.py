@@ -16,8 +16,10 @@ from mqtt2sms import cli, ways
 from mqtt2sms.config import Loaded, parse_config
 from mqtt2sms.errors import ConfigError
 from mqtt2sms.transports import registry
+from mqtt2sms.transports.android import AndroidTransport
 from mqtt2sms.transports.modem import ModemTransport
 from mqtt2sms.transports.twilio import TwilioTransport
+from tests.fakes.android import FakeAndroid
 from tests.fakes.modem import FakeModem
 from tests.fakes.twilio import FakeTwilio
 
@@ -59,13 +61,16 @@ def test_the_registry_builds_twilio_and_modem_from_their_sections() -> None:
         "android: {url: 'http://127.0.0.1:8080'}\n"
     ).config
     built = registry.build(config)
-    assert list(built) == ["smtp", "twilio", "modem"]  # android is not built yet
+    assert list(built) == ["smtp", "twilio", "modem", "android"]  # android since issue 18
     twilio, modem = built["twilio"], built["modem"]
     assert isinstance(twilio, TwilioTransport) and isinstance(modem, ModemTransport)
     assert (twilio.poll_every, twilio.receives) == (3.0, True)
     assert (modem.poll_every, modem.receives) == (7.0, False)  # it does not read its SIM yet
-    assert {"smtp", "twilio", "modem"} == registry.BUILT
-    assert registry.NOT_BUILT == ("android",)
+    android = built["android"]
+    assert isinstance(android, AndroidTransport)
+    assert (android.poll_every, android.receives) == (15.0, False)
+    assert {"smtp", "twilio", "modem", "android"} == registry.BUILT
+    assert registry.NOT_BUILT == ()
 
 
 def test_twilio_reads_no_received_texts_unless_told() -> None:
@@ -75,7 +80,7 @@ def test_twilio_reads_no_received_texts_unless_told() -> None:
     assert (twilio.poll_every, twilio.receives) == (15.0, False)
 
 
-def test_only_android_is_still_called_not_built() -> None:
+def test_no_way_out_is_called_not_built_any_more() -> None:
     text = (
         SMTP + "twilio: {account_sid: AC1, auth_token: t, from: '+15550001111', receive: true}\n"
         "modem: {device: /dev/ttyUSB0}\n"
@@ -83,11 +88,8 @@ def test_only_android_is_still_called_not_built() -> None:
     )
     warnings = load(text).warnings
     not_yet = [w for w in warnings if "cannot send through it yet" in w]
-    assert not_yet == [
-        "config.yaml:4: android: this version cannot send through it yet: a text whose `via` "
-        "reaches it moves on to the next way out, or fails"
-    ]
-    assert not any("twilio" in w or "modem" in w for w in warnings), warnings
+    assert not_yet == []  # android is built since issue 18
+    assert not any("twilio" in w or "modem" in w or "android" in w for w in warnings), warnings
 
 
 def test_received_is_acted_on_when_twilio_reads_replies() -> None:
@@ -259,7 +261,7 @@ def test_check_probe_tries_twilio_and_the_modem_sending_nothing(
     tmp_path: Path, env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("serial")
-    with FakeTwilio() as tw, FakeModem(tmp_path) as modem:
+    with FakeTwilio() as tw, FakeModem(tmp_path) as modem, FakeAndroid() as phone:
         path = _write(
             tmp_path,
             f"""\
@@ -269,7 +271,7 @@ def test_check_probe_tries_twilio_and_the_modem_sending_nothing(
               from: "{tw.number}"
               api_base: {tw.url}
             modem: {{device: {modem.link}}}
-            android: {{url: "http://127.0.0.1:9"}}
+            android: {{url: "{phone.url}", username: sms, password: '{phone.password}'}}
             contacts:
               alex: {{number: "5551234567", via: [twilio, modem]}}
             defaults: {{to: [alex]}}
@@ -290,7 +292,9 @@ def test_check_probe_tries_twilio_and_the_modem_sending_nothing(
             f"probe twilio: OK, account 'Home alarms' (Full, active), from {tw.number}"
         )
         assert probes[2].startswith("probe modem: OK, ")
-        assert probes[3] == "probe android: skipped, this version cannot send through it yet"
+        # android is built since issue 18: its probe is the authenticated GET /
+        assert probes[3] == "probe android: OK, phone 'Pixel 4a', app version not told"
+        assert phone.password not in out + err and phone.messages == {}
         assert [r.path for r in tw.requests] == [f"/2010-04-01/Accounts/{tw.account_sid}.json"]
         assert not any(c.startswith("AT+CMGS") for c in modem.commands)
 

@@ -1023,7 +1023,7 @@ def test_keys_not_acted_on_yet_warn() -> None:
         "first step is texted, once, and nothing handles an acknowledgement",
         "config.yaml:21: rules[0].resolve_when: this version cannot resolve incidents yet: ignored",
         "config.yaml:22: received: ignored: no way out reads received texts (this version "
-        "reads them only through twilio with `receive: true`)",
+        "reads them only through twilio or android with `receive: true`)",
     )
 
 
@@ -1062,10 +1062,10 @@ def test_every_file_the_config_names_is_checked() -> None:
     assert not any("/etc/ca.pem" in e for e in errs)
 
 
-def test_receive_is_not_acted_on_yet_warns() -> None:
+def test_android_receive_is_acted_on_so_neither_it_nor_received_warns() -> None:
+    # issue 18: the android way out reads the phone's inbox when `receive: true`
     text = "android: {url: 'http://127.0.0.1:8080', username: sms, password: x, receive: true}\n"
-    warnings = load(text).warnings
-    assert (
-        "config.yaml:1: android.receive: this version cannot read received texts yet: ignored"
-        in warnings
-    ), warnings
+    warnings = load(text + "received: all\n").warnings
+    assert not any("receive" in w for w in warnings), warnings
+    warnings = load(text.replace("true", "false") + "received: all\n").warnings
+    assert any(w.startswith("config.yaml:2: received: ignored") for w in warnings), warnings
