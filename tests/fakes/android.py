@@ -36,6 +36,7 @@ import re
 import secrets
 import socket
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -82,6 +83,7 @@ class FakeAndroid:
         self.model = model
         self.version = version
         self.cancel_supported = cancel
+        self.answer_delay = 0.0  # seconds a POST's answer waits once the text is taken
         self.requests: list[Recorded] = []
         self.messages: dict[str, _Message] = {}
         self.inbox: list[dict[str, Any]] = []  # oldest first
@@ -274,6 +276,8 @@ def _handler(fake: FakeAndroid) -> type[BaseHTTPRequestHandler]:
             status, out = fake.answer(
                 method, parts.path, query, body, self.headers.get("Authorization")
             )
+            if method == "POST" and status == 202 and fake.answer_delay:
+                time.sleep(fake.answer_delay)  # the phone has it; the answer is slow
             data = b"" if out is None else json.dumps(out).encode("utf-8")
             self.send_response(status)
             if status == 401:

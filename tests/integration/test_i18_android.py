@@ -155,3 +155,31 @@ def test_a_wrong_password_is_refused_reported_never_logged_and_the_fix_sends(
         assert secret not in log
         assert secret not in events_then
         assert secret not in json.dumps(w.events)
+
+
+def test_a_kill_between_the_phones_taking_a_text_and_our_record_of_it_sends_it_once(
+    mosquitto: Mosquitto, sink: Sink, phone: FakeAndroid, daemon_factory: Any
+) -> None:
+    d = daemon_factory(
+        base_config(
+            mosquitto.port,
+            sink.port,
+            android_section(phone) + "defaults: {to: [alex], via: [android]}\n",
+        )
+    )
+    w = running(d, mosquitto.port)
+    try:
+        phone.answer_delay = 3.0  # the phone takes the text; its 202 is slow
+        _alert(w, "Smoke in the hall")
+        wait_for(lambda: phone.messages, 10, "the phone has the text")
+        d.kill()  # kill -9 before our record of the 202
+        phone.answer_delay = 0.0
+        d.start()
+        wait_for(lambda: w.states("sent"), 20, "the text recorded as sent after the restart")
+        posts = [r for r in phone.requests if r.method == "POST"]
+        assert len(posts) == 2  # sent again with the same id ...
+        assert len(phone.messages) == 1  # ... which the phone answers 409: one text
+        assert {p.body["id"] for p in posts} == set(phone.messages)
+    finally:
+        d.stop()
+        w.close()
