@@ -457,7 +457,9 @@ class Engine:
             # no try: the contact was removed, or has no address for this way out any more
             self._result(Done(Job(rec.id), d.transport, delivery.Permanent(why)))
             return
-        out = OutgoingText(rec.id, address, rec.body, rec.subject, rec.priority)
+        max_age = self.config.limits.max_age
+        ttl = max_age - (self.now_e() - rec.created_at) if max_age > 0 else None
+        out = OutgoingText(rec.id, address, rec.body, rec.subject, rec.priority, ttl)
         self.workers[d.transport].put(Job(rec.id, out))
 
     def _address(self, recipient: str, transport: str) -> tuple[str | None, str]:

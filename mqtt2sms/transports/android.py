@@ -79,6 +79,10 @@ def message_body(text: OutgoingText, address: str) -> dict[str, Any]:
     }
     if text.priority == "high":
         body["priority"] = HIGH_PRIORITY
+    if text.ttl is not None:
+        # what is left of max_age: the phone drops a text it could not send by then, as we
+        # would expire it (at least a minute, so a nearly expired text still gets its try)
+        body["ttl"] = max(60, int(text.ttl))
     return body
 
 

@@ -33,6 +33,7 @@ class OutgoingText:
     body: str  # the final text, already formatted to fit
     subject: str | None = None
     priority: str = "normal"
+    ttl: float | None = None  # seconds left before the text expires (None: no limit)
 
 
 @dataclass(frozen=True)

@@ -510,3 +510,13 @@ def test_a_way_outs_word_on_itself_is_published_with_the_stats(tmp_path: Path) -
     }
     rig.tick(301)  # the modem stopped answering: not known, never the last good values
     assert rig.stats()["modem_signal"] is None and rig.stats()["modem_registered"] is None
+
+
+def test_a_text_carries_what_is_left_of_max_age(rig: Rig) -> None:
+    rig.smtp._call = down
+    rig.send("Leak")
+    rig.smtp._call = None
+    rig.tick(601)
+    first, second = rig.smtp.sent
+    assert first.ttl == 86400.0  # limits.max_age, untouched at the first try
+    assert second.ttl == pytest.approx(86400.0 - 601, abs=1.0)

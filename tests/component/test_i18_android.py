@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -345,3 +346,13 @@ def test_check_probe_fails_for_a_wrong_password(
     [line] = [line for line in out.splitlines() if line.startswith("probe android")]
     assert line.startswith("probe android: FAILED, device: HTTP 401"), line
     assert wrong not in out + err
+
+
+def test_what_is_left_of_max_age_is_the_phones_ttl(phone: FakeAndroid) -> None:
+    t = transport(phone)
+    t.send(replace(text("soon"), ttl=3599.4))
+    t.send(replace(text("late"), ttl=5.0))  # nearly expired: still a minute to try
+    t.send(text("none"))
+    assert phone.messages["soon"].posted["ttl"] == 3599
+    assert phone.messages["late"].posted["ttl"] == 60
+    assert "ttl" not in phone.messages["none"].posted
