@@ -452,7 +452,9 @@ class Engine:
         self.tries[rec.id] = Try(d, rec, flight)
         if flight is not None:
             flight.outstanding.add(rec.id)
-        address, why = self._address(rec.recipient, d.transport)
+        # the config in force now: a reload that changed a number or removed a contact
+        # changes where a waiting text goes
+        address, why = registry.resolve(self.config, rec.recipient, d.transport)
         if address is None:
             # no try: the contact was removed, or has no address for this way out any more
             self._result(Done(Job(rec.id), d.transport, delivery.Permanent(why)))
@@ -461,17 +463,6 @@ class Engine:
         ttl = max_age - (self.now_e() - rec.created_at) if max_age > 0 else None
         out = OutgoingText(rec.id, address, rec.body, rec.subject, rec.priority, ttl)
         self.workers[d.transport].put(Job(rec.id, out))
-
-    def _address(self, recipient: str, transport: str) -> tuple[str | None, str]:
-        """Where a text goes is asked of the config in force when it leaves, so a reload
-        that changes a number or removes a contact changes where waiting texts go."""
-        contact = self.config.contacts.get(recipient)
-        if contact is None:
-            return None, f"contact {recipient} is no longer in the config"
-        address = registry.address_for(contact, transport)
-        if address is None:
-            return None, f"contact {recipient} has no address for {transport} any more"
-        return address, ""
 
     def _maybe_finish(self, flight: Flight) -> None:
         if not flight.ended():

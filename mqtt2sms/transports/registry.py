@@ -30,6 +30,18 @@ __all__ = [
 ]
 
 
+def resolve(config: cfg.Config, recipient: str, transport: str) -> tuple[str | None, str]:
+    """The address of contact ``recipient`` for ``transport`` in ``config``, or None and why
+    (the contact was removed, or has no address for that way out any more)."""
+    contact = config.contacts.get(recipient)
+    if contact is None:
+        return None, f"contact {recipient} is no longer in the config"
+    address = address_for(contact, transport)
+    if address is None:
+        return None, f"contact {recipient} has no address for {transport} any more"
+    return address, ""
+
+
 def changed(old: cfg.Config, new: cfg.Config) -> set[str]:
     """The ways out whose section differs between two configs: a reload rebuilds those and
     keeps the others as they are (their connection, their health)."""
