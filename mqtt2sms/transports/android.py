@@ -33,8 +33,8 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
-from .base import DeliveryReport, OutgoingText, Receipt, ReceivedText
+from ..errors import PermanentDeliveryError
+from .base import DeliveryReport, OutgoingText, Receipt, ReceivedText, each_report
 from .http import HttpClient, HttpPermanentError, HttpTemporaryError, error_words, short
 
 if TYPE_CHECKING:
@@ -230,24 +230,15 @@ class AndroidTransport:
         """The state of each text. An id whose state cannot be read is left out (asked again
         next time); when the phone itself fails, the ids not yet asked are left out too, and
         the error is raised if no report was read at all."""
-        out: list[DeliveryReport] = []
-        for remote_id in remote_ids:
-            try:
-                resp = self._http.get(f"/message/{_quote(remote_id)}", label="report")
-                answer = resp.body_json_or_none()
-                if not isinstance(answer, Mapping):
-                    raise HttpTemporaryError("report: the phone's answer is not a JSON object")
-                out.append(report_for(answer, remote_id))
-            except TemporaryDeliveryError as exc:
-                if exc.scope == "transport":
-                    if not out:
-                        raise
-                    log.warning("android: reports stopped at %s: %s", remote_id, exc)
-                    break
-                log.warning("android: no report for %s: %s", remote_id, exc)
-            except DeliveryError as exc:
-                log.warning("android: no report for %s: %s", remote_id, exc)
-        return out
+
+        def one(remote_id: str) -> DeliveryReport:
+            resp = self._http.get(f"/message/{_quote(remote_id)}", label="report")
+            answer = resp.body_json_or_none()
+            if not isinstance(answer, Mapping):
+                raise HttpTemporaryError("report: the phone's answer is not a JSON object")
+            return report_for(answer, remote_id)
+
+        return each_report("android", remote_ids, one)
 
     def cancel(self, remote_id: str) -> bool:
         """Ask the phone not to send ``remote_id``: True when it took the request (1.67 and

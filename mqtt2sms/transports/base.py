@@ -21,9 +21,14 @@ refused), so whoever runs them can tell "down" from "refused" by type and flag, 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
+
+from mqtt2sms.errors import DeliveryError, TemporaryDeliveryError
+
+log = logging.getLogger("mqtt2sms")
 
 
 @dataclass(frozen=True)
@@ -97,3 +102,25 @@ class Reporting(Protocol):
 @runtime_checkable
 class Receiving(Protocol):
     def receive(self, mark: str | None) -> tuple[list[ReceivedText], str | None]: ...
+
+
+def each_report(
+    name: str, remote_ids: Sequence[str], fetch: Callable[[str], DeliveryReport]
+) -> list[DeliveryReport]:
+    """``reports`` for a way out that is asked one text at a time: an id whose state cannot
+    be read is left out (asked again next time); when the way out itself fails, the ids not
+    asked yet are left out too, and the error is raised if no report was read at all."""
+    out: list[DeliveryReport] = []
+    for remote_id in remote_ids:
+        try:
+            out.append(fetch(remote_id))
+        except TemporaryDeliveryError as exc:
+            if exc.scope == "transport":
+                if not out:
+                    raise
+                log.warning("%s: reports stopped at %s: %s", name, remote_id, exc)
+                break
+            log.warning("%s: no report for %s: %s", name, remote_id, exc)
+        except DeliveryError as exc:
+            log.warning("%s: no report for %s: %s", name, remote_id, exc)
+    return out

@@ -24,8 +24,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
-from .base import DeliveryReport, OutgoingText, Receipt, ReceivedText
+from ..errors import PermanentDeliveryError, TemporaryDeliveryError
+from .base import DeliveryReport, OutgoingText, Receipt, ReceivedText, each_report
 from .http import HttpClient, HttpTemporaryError, short
 
 if TYPE_CHECKING:
@@ -258,21 +258,12 @@ class TwilioTransport:
         asked again next time); when the way out itself fails, the ids not yet asked are
         left out too, and the error is raised if no report was read at all."""
         self._need_token()
-        out: list[DeliveryReport] = []
-        for remote_id in remote_ids:
-            try:
-                resp = self._http.get(f"{self._base}/Messages/{remote_id}.json", label="report")
-                out.append(report_for(self._json(resp.body_json_or_none(), "report"), remote_id))
-            except TemporaryDeliveryError as exc:
-                if exc.scope == "transport":
-                    if not out:
-                        raise
-                    log.warning("twilio: reports stopped at %s: %s", remote_id, exc)
-                    break
-                log.warning("twilio: no report for %s: %s", remote_id, exc)
-            except DeliveryError as exc:
-                log.warning("twilio: no report for %s: %s", remote_id, exc)
-        return out
+
+        def one(remote_id: str) -> DeliveryReport:
+            resp = self._http.get(f"{self._base}/Messages/{remote_id}.json", label="report")
+            return report_for(self._json(resp.body_json_or_none(), "report"), remote_id)
+
+        return each_report("twilio", remote_ids, one)
 
     def receive(self, mark: str | None) -> tuple[list[ReceivedText], str | None]:
         """Texts sent to ``from`` since ``mark``; the first look (None) only takes the mark."""
