@@ -519,18 +519,6 @@ class Outbox:
                 [(t, v[0], v[1]) for t, v in changes.items() if v],
             )
 
-    def digests(self, since_epoch: int, limit: int = 2000) -> dict[int, str]:
-        """(mid -> digest) of the messages handled since run ``since_epoch``, newest first:
-        a redelivery after a crash is recognised by them."""
-        out: dict[int, str] = {}
-        for mid, digest in self.db.execute(
-            "SELECT mid, digest FROM texts WHERE epoch >= ? AND mid IS NOT NULL"
-            " ORDER BY seq DESC LIMIT ?",
-            (since_epoch, limit),
-        ):
-            out.setdefault(int(mid), str(digest))
-        return out
-
     def checkpoint(self) -> None:
         """Copy the WAL back into the database (PASSIVE: never waits for a reader)."""
         self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")

@@ -7,12 +7,14 @@ import itertools
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from mqtt2sms.model import Text
 from mqtt2sms.outbox import TRANSITIONS, Outbox, OutboxError, Row, ts
+from mqtt2sms.texts import Record
 
 T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 STATES = tuple(TRANSITIONS)
@@ -290,18 +292,23 @@ def test_recorded_history_is_readable_and_not_open(box: Outbox) -> None:
     assert box.db.execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
-def test_digests_maps_message_ids_of_recent_runs_to_their_digest(box: Outbox) -> None:
-    box.record(
-        [
-            (text(1), {"state": "sent", "mid": 1, "digest": "d-old", "epoch": 3}),
-            (text(2), {"state": "sent", "mid": 2, "digest": "d2", "epoch": 4}),
-            (text(3), {"state": "sent", "mid": None, "digest": "qos0", "epoch": 5}),
-            (text(4), {"state": "sent", "mid": 1, "digest": "d-new", "epoch": 5}),
-        ]
-    )
-    box.enqueue([(text(5), {"mid": 9, "digest": "d9", "epoch": 5})])
-    assert box.digests(4) == {1: "d-new", 2: "d2", 9: "d9"}
-    assert box.digests(6) == {}
+def test_handled_finds_the_texts_of_the_newest_message_with_that_packet_id(box: Outbox) -> None:
+    def of(n: int, alert: str, recipient: str, mid: int, digest: str, epoch: int) -> Record:
+        return Record.of(
+            replace(text(n, recipient=recipient), alert_id=alert),
+            state="sent",
+            mid=mid,
+            digest=digest,
+            epoch=epoch,
+        )
+
+    box.record([of(1, "old", "alex", 7, "d", 2)])  # an older message that had id 7 and "d"
+    box.record([of(2, "new", "alex", 7, "d", 4), of(3, "new", "sam", 7, "d", 4)])
+    box.record([of(4, "other", "alex", 8, "e", 4)])
+    assert box.handled(7, "d", since_epoch=4) == [("leak", "alex"), ("leak", "sam")]
+    assert box.handled(7, "d", since_epoch=5) == []  # a broker session begun since
+    assert box.handled(7, "x", since_epoch=0) == []  # id 7's newest message is not this one
+    assert box.handled(9, "d", since_epoch=0) == []
 
 
 def test_data_version_changes_when_another_connection_commits(path: str, box: Outbox) -> None:
