@@ -257,7 +257,6 @@ def gateway_only_warnings(config: cfg.Config) -> list[str]:
 
 def _way_out_lines(config: cfg.Config) -> list[str]:
     """One line for each way out beside smtp that the config has (never a secret)."""
-    from mqtt2sms.ways import BUILT
 
     lines = []
     if config.twilio is not None:
@@ -289,7 +288,6 @@ def _way_out_lines(config: cfg.Config) -> list[str]:
             f"android: {a.url}, {login}, delivery reports every {_duration(a.poll)}, received "
             f"texts {'read' if a.receive else 'not read'}"
             + ("" if a.password or not a.username else ", NO password")
-            + ("" if "android" in BUILT else ", not built in this version yet")
         )
     return lines
 

@@ -41,7 +41,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "failed": frozenset({"queued"}),
     "expired": frozenset({"queued"}),
 }
-OPEN = frozenset({"new", "queued", "sending"})
 FINISHED = frozenset({"sent", "failed", "expired"})
 
 
@@ -285,7 +284,6 @@ def plan_report(
 
 __all__ = [
     "FINISHED",
-    "OPEN",
     "TRANSITIONS",
     "Change",
     "Now",
