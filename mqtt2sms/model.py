@@ -42,6 +42,12 @@ class Message:
             raise ValueError("Message.received_at must be timezone-aware")
 
     @property
+    def blank(self) -> bool:
+        """No alert: an empty payload, or only white space (Unicode's too), as
+        `mosquitto_pub -r -n` sends to clear a retained message."""
+        return not self.payload.decode("utf-8", "replace").strip()
+
+    @property
     def digest(self) -> str:
         """Identifies topic and payload, for recognising a redelivery."""
         topic = self.topic.encode("utf-8", "replace")
@@ -77,7 +83,7 @@ class RetainedSeen:
     def after(self, msg: Message) -> RetainedSeen | None:
         """What to remember for ``msg.topic`` once ``msg`` was routed; None: forget the topic
         (an empty or blank payload: a cleared retained message)."""
-        if not msg.payload.strip():
+        if msg.blank:
             return None
         if msg.retained:
             return replace(self, retained=msg.digest)

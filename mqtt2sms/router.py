@@ -99,8 +99,7 @@ def route(
         )
         return Routed(events=(ev,), state=state)
 
-    text, parsed = decode_payload(message.payload)
-    if not text.strip():
+    if message.blank:
         # No alert: what `mosquitto_pub -r -n` sends to clear a retained message, or a
         # sensor's empty ping. Never a text; a rejected event says why when a rule would have
         # texted it (a rule with `when` filters its messages: it stays silent, as for any
@@ -117,6 +116,7 @@ def route(
             extra={"topic": message.topic},
         )
         return Routed(events=(ev,), state=state)
+    text, parsed = decode_payload(message.payload)
     out = _Builder(config, templates, message, now, tz, alert_id, state, text, parsed)
     out.elapsed = now if elapsed is None else elapsed
     for rule in rules:

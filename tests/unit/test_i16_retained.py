@@ -72,3 +72,10 @@ def test_digest_is_topic_and_payload_not_the_packet_id_or_flags() -> None:
     a, b = msg("wet", retained=True), msg("wet", retained=False)
     assert a.mid != b.mid and a.digest == b.digest
     assert msg("wet", retained=True, topic="home/x").digest != a.digest
+
+
+def test_a_payload_of_unicode_white_space_clears_the_topic_as_the_router_reads_it() -> None:
+    seen = RetainedSeen(retained="x")
+    nbsp = msg("\u00a0\u2003", retained=True)
+    assert nbsp.blank
+    assert seen.after(nbsp) is None  # the router sends no text for it either
