@@ -6,10 +6,10 @@ Dialect
 -------
 3GPP TS 27.007 (``ATE0``, ``+CMEE``, ``+CPIN``, ``+CSQ``, ``+CREG``, ``+CME ERROR``) and
 TS 27.005 in text mode (``+CMGF=1``, ``+CSCS``, ``+CSMP``, ``+CMGS``, ``+CPMS``, ``+CNMI``,
-``+CMS ERROR``), as the SIMCom SIM800 / SIM7600, Quectel and Huawei sticks speak them, with
-their unsolicited lines: SIM800's ``Call Ready`` / ``SMS Ready``, SIM7600's ``PB DONE`` /
-``SMS DONE``, Huawei's ``^BOOT`` / ``^RSSI`` / ``^MODE``, everyone's ``RDY``, ``RING``,
-``+CMTI``, ``+CREG``, ``+CUSD``, ``+CLIP``.
+``+CSDH``, ``+CMGL``, ``+CMGR``, ``+CMGD``, ``+CMS ERROR``), as the SIMCom SIM800 / SIM7600,
+Quectel and Huawei sticks speak them, with their unsolicited lines: SIM800's ``Call Ready`` /
+``SMS Ready``, SIM7600's ``PB DONE`` / ``SMS DONE``, Huawei's ``^BOOT`` / ``^RSSI`` /
+``^MODE``, everyone's ``RDY``, ``RING``, ``+CMTI``, ``+CREG``, ``+CUSD``, ``+CLIP``.
 
 Theory of operation
 -------------------
@@ -44,6 +44,20 @@ the text as hex UTF-16BE) with ``AT+CSMP=17,167,0,8`` so the SMS itself is UCS-2
 the phone shows ``?``). Hex digits never contain 0x1A or 0x1B, so nothing we write can end or
 abort a text early. A GSM-7 text that is too long for one UCS-2 SMS (70 characters) only
 because of its extension characters has them written plainly instead (``encode_one_sms``).
+
+Reading received texts (``parse_texts``): ``AT+CMGL="ALL"`` and ``AT+CMGR=<i>`` answer with a
+header (``parse_text_header``: index, status, sender as given, the service centre's
+``"yy/MM/dd,hh:mm:ss±zz"``, with ``AT+CSDH=1`` the body's length, and for ``+CMGR`` its coding
+scheme) and the body on the lines after it. The ``Exchange`` collects bodies apart from other
+lines (``Reply.texts``): with the length, a body is exactly that long, so a text ``OK`` or
+``RING`` is a body, not a result; without it, a body runs to the next header or the final
+result. Multi-line bodies are joined with ``\n`` (blank lines inside are lost: CR LF and LF
+cannot be told apart). A body is decoded by ``decode_received``: a UCS-2 text shows as hex
+UTF-16-BE and is decoded when the coding scheme says UCS-2, or when the length says so (octets
+for UCS-2, 2 hex digits each, against characters for GSM: ``"4170"`` of length 4 is GSM);
+without either, only when ``_unambiguous_ucs2`` (at least 8 hex digits, printable, mostly ASCII,
+something GSM-7 cannot carry); anything else is GSM 03.38 code points mapped to Unicode
+(``from_gsm``). ``StoredText.digest`` tells a text from a newer one stored at the same index.
 
 Errors (``error_for``) become our exception tree: no network, a busy or missing SIM, a modem
 failure or an unanswered PIN are ``TemporaryDeliveryError`` of the way out (``scope

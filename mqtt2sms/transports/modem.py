@@ -26,9 +26,28 @@ Every failure of the way out closes the port; the next ``send`` or ``probe`` ope
 device again by its configured path (so a ``/dev/serial/by-id/...`` link that udev moved to a
 new ``ttyUSB`` is followed) and initialises the modem again: ``AT``, ``ATE0``, ``AT+CMEE=1``,
 ``AT+CPIN?`` (and ``AT+CPIN="<pin>"`` when it asks), ``AT+CMGF=1``, ``AT+CSCS="GSM"``,
-``AT+CSMP=17,167,0,0``, ``AT+CPMS="SM","SM","SM"``, ``AT+CNMI=2,1,0,0,0``. The same happens
+``AT+CSMP=17,167,0,0``, ``AT+CPMS="SM","SM","SM"``, ``AT+CNMI=2,1,0,0,0``, ``AT+CSDH=1`` (the
+last three may be refused: a warning, for ``probe`` to show). The same happens
 when the link now points elsewhere, and when the modem says it has restarted (``RDY``,
 ``Call Ready``, an unsolicited ``+CPIN:``; or it echoes our commands again).
+
+Received texts (``receive(mark)``, called by the engine every ``receive_every`` = min(2 s,
+``poll``) on the worker; the modem takes turns with ``send``): a call first reads what the port
+has buffered (no command) for ``+CMTI: "<mem>",<i>`` notices. It lists the SIM
+(``AT+CMGL="ALL"`` in text mode, ``AT+CSCS="GSM"``) only when the port was just opened or
+initialised (texts that came while it was closed), a notice came, an index was found reused, or
+``poll`` seconds passed since the last listing; else it sends nothing. A notice for another
+memory than the default (``ME``) adds it to the memories listed: each is chosen in turn with
+``AT+CPMS="<mem>"`` (reading and deleting only; the default is chosen again afterwards). Decoding
+is ``at.parse_texts``. Every text on the SIM is returned (the first call, ``mark`` None, too: a
+SIM is an inbox we empty), and the new mark names each (memory, index, digest of sender, time
+and text). Nothing is deleted before the engine has published it: the next call deletes each
+text of its ``mark`` by index (``AT+CMGD=<i>``, never a delete-all flag) once ``AT+CMGR=<i>``
+shows the index still holds that text; an index holding another text (reused after a crash) is
+left alone and listed. A text whose delete failed stays in the mark, is tried again at the next
+listing (not at every call) and is never returned twice. A failure raises like ``send`` and
+returns nothing: the engine keeps the old mark, and deleting again is harmless. Long texts that
+came in parts are returned part by part (text mode hides the header that joins them).
 
 The transport runs no thread: the engine calls it from the way out's worker. The port is
 opened exclusively (``flock``): a second program (another mqtt2sms, ModemManager) gets a
@@ -141,8 +160,8 @@ class ModemTransport:
         self._coding: tuple[str, int] = ("GSM", 0)
         self._pin_refused = False
         self.warnings: list[str] = []  # init commands the modem refused but we can do without
-        #: ``(memory, index)`` of every ``+CMTI`` notice heard (new texts on the SIM), for the
-        #: reader of received texts; the oldest go beyond ``_MAX_NOTICES``.
+        #: ``(memory, index)`` of every ``+CMTI`` notice heard (new texts on the SIM) and not
+        #: yet acted on by ``receive``; the oldest go beyond ``_MAX_NOTICES``.
         self.new_texts: list[tuple[str, int]] = []
         self._memory: str | None = None  # the memory AT+CMGL/CMGR/CMGD use now (None: unknown)
         self._memories: list[str] = []  # listed each time: the default one, and any a notice named
