@@ -6,10 +6,10 @@ Dialect
 -------
 3GPP TS 27.007 (``ATE0``, ``+CMEE``, ``+CPIN``, ``+CSQ``, ``+CREG``, ``+CME ERROR``) and
 TS 27.005 in text mode (``+CMGF=1``, ``+CSCS``, ``+CSMP``, ``+CMGS``, ``+CPMS``, ``+CNMI``,
-``+CMS ERROR``), as the SIMCom SIM800 / SIM7600, Quectel and Huawei sticks speak them, with
-their unsolicited lines: SIM800's ``Call Ready`` / ``SMS Ready``, SIM7600's ``PB DONE`` /
-``SMS DONE``, Huawei's ``^BOOT`` / ``^RSSI`` / ``^MODE``, everyone's ``RDY``, ``RING``,
-``+CMTI``, ``+CREG``, ``+CUSD``, ``+CLIP``.
+``+CSDH``, ``+CMGL``, ``+CMGR``, ``+CMGD``, ``+CMS ERROR``), as the SIMCom SIM800 / SIM7600,
+Quectel and Huawei sticks speak them, with their unsolicited lines: SIM800's ``Call Ready`` /
+``SMS Ready``, SIM7600's ``PB DONE`` / ``SMS DONE``, Huawei's ``^BOOT`` / ``^RSSI`` /
+``^MODE``, everyone's ``RDY``, ``RING``, ``+CMTI``, ``+CREG``, ``+CUSD``, ``+CLIP``.
 
 Theory of operation
 -------------------
@@ -45,6 +45,20 @@ the phone shows ``?``). Hex digits never contain 0x1A or 0x1B, so nothing we wri
 abort a text early. A GSM-7 text that is too long for one UCS-2 SMS (70 characters) only
 because of its extension characters has them written plainly instead (``encode_one_sms``).
 
+Reading received texts (``parse_texts``): ``AT+CMGL="ALL"`` and ``AT+CMGR=<i>`` answer with a
+header (``parse_text_header``: index, status, sender as given, the service centre's
+``"yy/MM/dd,hh:mm:ss±zz"``, with ``AT+CSDH=1`` the body's length, and for ``+CMGR`` its coding
+scheme) and the body on the lines after it. The ``Exchange`` collects bodies apart from other
+lines (``Reply.texts``): with the length, a body is exactly that long, so a text ``OK`` or
+``RING`` is a body, not a result; without it, a body runs to the next header or the final
+result. Multi-line bodies are joined with ``\n`` (blank lines inside are lost: CR LF and LF
+cannot be told apart). A body is decoded by ``decode_received``: a UCS-2 text shows as hex
+UTF-16-BE and is decoded when the coding scheme says UCS-2, or when the length says so (octets
+for UCS-2, 2 hex digits each, against characters for GSM: ``"4170"`` of length 4 is GSM);
+without either, only when ``_unambiguous_ucs2`` (at least 8 hex digits, printable, mostly ASCII,
+something GSM-7 cannot carry); anything else is GSM 03.38 code points mapped to Unicode
+(``from_gsm``). ``StoredText.digest`` tells a text from a newer one stored at the same index.
+
 Errors (``error_for``) become our exception tree: no network, a busy or missing SIM, a modem
 failure or an unanswered PIN are ``TemporaryDeliveryError`` of the way out (``scope
 "transport"``, ``auth`` for a PIN or PUK); a full SIM (``+CMS ERROR: 322``) the same, saying
@@ -56,6 +70,8 @@ the way out, which then starts again.
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -72,16 +88,24 @@ __all__ = [
     "LineReader",
     "Prompt",
     "Reply",
+    "StoredText",
+    "TextHeader",
+    "cmgd",
+    "cmgl",
+    "cmgr",
     "cmgs",
     "cpin",
+    "cpms_read",
     "cscs",
     "csmp",
     "decode_number",
+    "decode_received",
     "decode_text",
     "describe",
     "encode_one_sms",
     "encode_text",
     "error_for",
+    "from_gsm",
     "is_boot_marker",
     "is_unsolicited",
     "length",
@@ -91,6 +115,9 @@ __all__ = [
     "parse_cpms",
     "parse_creg",
     "parse_csq",
+    "parse_scts",
+    "parse_text_header",
+    "parse_texts",
 ]
 
 CTRL_Z: Final = b"\x1a"  # ends a text in text mode
@@ -364,6 +391,8 @@ class Reply:
     lines: tuple[str, ...]
     result: str
     echoed: bool = False
+    #: ``(header, body)`` of each stored text in an ``AT+CMGL`` / ``AT+CMGR`` reply
+    texts: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -405,10 +434,16 @@ class Exchange:
     _lines: list[str] = field(default_factory=list, init=False, repr=False)
     _echoed: bool = field(default=False, init=False, repr=False)
     _cmt_text: bool = field(default=False, init=False, repr=False)
+    _texts: list[tuple[str, list[str]]] = field(default_factory=list, init=False, repr=False)
+    _body: list[str] | None = field(default=None, init=False, repr=False)
+    _want: int | None = field(default=None, init=False, repr=False)
+    _got: int = field(default=-1, init=False, repr=False)
 
     def take(self, item: str | Prompt) -> Reply | None:
         if isinstance(item, Prompt):
             return self._done(">") if self.prompt else None
+        if self._body is not None and self._in_body(item):
+            return None
         line = item.strip()
         if not line:
             return None
@@ -428,6 +463,11 @@ class Exchange:
         expected = self.answer or _answer_prefix(command)
         if expected and line.startswith(expected) and not self._reg_urc(line, expected):
             self._lines.append(line)
+            if expected in _TEXT_HEADERS:  # a stored text: its body follows
+                self._texts.append((line, []))
+                self._body = self._texts[-1][1]
+                self._want = _header_length(line)
+                self._got = -1
             return None
         if is_unsolicited(line):
             self.unsolicited.append(line)
@@ -443,8 +483,53 @@ class Exchange:
             return False
         return bool(_REG_URC.fullmatch(line[len(prefix) :]))
 
+    def _in_body(self, raw: str) -> bool:
+        """Whether ``raw`` is (part of) the body of the stored text being read.
+
+        With the header's length (``AT+CSDH=1``) the body is exactly that long: the reader
+        takes one line end per line, so its raw size is the lines' characters plus one per
+        line end between them. Until it is complete, every line is body, except a line that
+        looks like a final result, a header or an unsolicited code and would not fit in
+        what is left (the modem counted differently: the body is over). Without the length,
+        the body runs to the next header or the final result; lines that look unsolicited
+        are sorted as usual. Empty lines before the first body line are the header's line
+        end; the body is its non-empty lines joined with ``\n``.
+        """
+        body = self._body
+        assert body is not None
+        line = raw.strip()
+        special = (
+            line in _FINAL
+            or line.startswith(_FINAL_PREFIX)
+            or line.startswith(_TEXT_HEADERS)
+            or is_unsolicited(line)
+        )
+        if self._want is None:
+            if not line:
+                return True
+            if line in _FINAL or line.startswith(_FINAL_PREFIX) or line.startswith(_TEXT_HEADERS):
+                self._body = None
+                return False
+            if is_unsolicited(line):
+                return False
+            body.append(raw)
+            return True
+        if self._got < 0 and not raw:
+            return True  # the header's own line end
+        cost = len(raw) + (0 if self._got < 0 else 1)
+        if self._got >= self._want or (special and max(self._got, 0) + cost > self._want):
+            self._body = None
+            return False
+        self._got = max(self._got, 0) + cost
+        if raw:
+            body.append(raw)
+        if self._got >= self._want:
+            self._body = None
+        return True
+
     def _done(self, result: str) -> Reply:
-        return Reply(self.command, tuple(self._lines), result, self._echoed)
+        texts = tuple((header, "\n".join(body)) for header, body in self._texts)
+        return Reply(self.command, tuple(self._lines), result, self._echoed, texts)
 
 
 # -- parsing replies --------------------------------------------------------------------------
@@ -509,6 +594,237 @@ def parse_cmti(line: str) -> tuple[str, int] | None:
     if len(parts) >= 2 and parts[1].isdigit():
         return parts[0], int(parts[1])
     return None
+
+
+# -- received texts -----------------------------------------------------------------------------
+
+_TEXT_HEADERS: Final = ("+CMGL:", "+CMGR:")
+_SCTS = re.compile(r"(\d{2})/(\d{2})/(\d{2}),(\d{2}):(\d{2}):(\d{2})([+-])(\d{1,2})")
+_HEX = re.compile(r"[0-9A-Fa-f]+")
+#: GSM 03.38 extension table: the septet after ESC (0x1B) and the character it stands for.
+_GSM_EXT: Final[dict[int, str]] = {
+    0x0A: "\f",
+    0x14: "^",
+    0x28: "{",
+    0x29: "}",
+    0x2F: "\\",
+    0x3C: "[",
+    0x3D: "~",
+    0x3E: "]",
+    0x40: "|",
+    0x65: "€",
+}
+_GSM_ALL: Final = frozenset(GSM7_TABLE) | frozenset(_GSM_EXT.values())
+
+
+def cmgl() -> str:
+    """Every text of the current memory, in text mode (``"ALL"``: read and unread)."""
+    return 'AT+CMGL="ALL"'
+
+
+def cmgr(index: int) -> str:
+    return f"AT+CMGR={index}"
+
+
+def cmgd(index: int) -> str:
+    """Delete the text at ``index``, and only it (no delete flag: never a delete-all)."""
+    return f"AT+CMGD={index}"
+
+
+def cpms_read(memory: str) -> str:
+    """Choose the memory texts are listed, read and deleted in (the first of ``+CPMS``)."""
+    return f'AT+CPMS="{memory}"'
+
+
+def _split_quoted(value: str) -> list[str]:
+    """Comma-separated fields, commas inside double quotes kept; quotes and spaces removed."""
+    out: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for c in value:
+        if c == '"':
+            quoted = not quoted
+        elif c == "," and not quoted:
+            out.append("".join(current).strip())
+            current = []
+        else:
+            current.append(c)
+    out.append("".join(current).strip())
+    return out
+
+
+@dataclass(frozen=True)
+class TextHeader:
+    """The header line of a stored text: ``+CMGL: <index>,<stat>,<oa>,[<alpha>],<scts>
+    [,<tooa>,<length>]`` or ``+CMGR: <stat>,<oa>,[<alpha>],<scts>[,<tooa>,<fo>,<pid>,<dcs>,
+    <sca>,<tosca>,<length>]`` (the bracketed tails with ``AT+CSDH=1``)."""
+
+    index: int | None  # +CMGL only
+    status: str  # "REC UNREAD", "REC READ"
+    sender: str  # as the modem gives it: "+15551234567", national digits, or a name
+    stamp: str  # the service centre's "yy/MM/dd,hh:mm:ss+zz"
+    length: int | None  # of the body: characters (GSM) or octets (UCS-2); None: not given
+    dcs: int | None  # the data coding scheme (+CMGR with AT+CSDH=1 only)
+
+
+def parse_text_header(line: str) -> TextHeader | None:
+    """The header of a received text (None: not a header, or a stored sent text, which has
+    no service-centre timestamp)."""
+    kind = next((k for k in _TEXT_HEADERS if line.startswith(k)), None)
+    if kind is None:
+        return None
+    fields = _split_quoted(line[len(kind) :])
+    index: int | None = None
+    if kind == "+CMGL:":
+        if not fields[0].isdigit():
+            return None
+        index, fields = int(fields[0]), fields[1:]
+    if len(fields) < 3:
+        return None
+    at_ = next((i for i in range(2, len(fields)) if _SCTS.fullmatch(fields[i])), None)
+    if at_ is None:
+        return None
+    rest = fields[at_ + 1 :]
+    length = int(rest[-1]) if len(rest) >= 2 and rest[-1].isdigit() else None
+    dcs = int(rest[3]) if len(rest) >= 7 and rest[3].isdigit() else None
+    return TextHeader(index, fields[0], from_gsm(fields[1]), fields[at_], length, dcs)
+
+
+def _header_length(line: str) -> int | None:
+    header = parse_text_header(line)
+    if header is not None:
+        return header.length
+    fields = _split_quoted(line.split(":", 1)[1])  # a stored sent text: ...,<toda>,<length>
+    return int(fields[-1]) if len(fields) >= 5 and fields[-1].isdigit() else None
+
+
+def parse_scts(stamp: str) -> dt.datetime | None:
+    """``"24/03/09,14:05:00+04"`` (the zone in quarter hours) as an aware datetime; None
+    when it is not one."""
+    m = _SCTS.fullmatch(stamp.strip().strip('"'))
+    if m is None:
+        return None
+    yy, mo, dd, hh, mi, ss, sign, zz = m.groups()
+    minutes = int(zz) * 15 * (-1 if sign == "-" else 1)
+    try:
+        zone = dt.timezone(dt.timedelta(minutes=minutes))
+        return dt.datetime(2000 + int(yy), int(mo), int(dd), int(hh), int(mi), int(ss), 0, zone)
+    except ValueError:
+        return None
+
+
+def from_gsm(data: str) -> str:
+    """Text-mode characters under ``AT+CSCS="GSM"`` (GSM 03.38 code points, read as Latin-1)
+    as Unicode: ``\x00`` is ``@``, ``\x02`` ``$``, ESC and the next one an extension
+    character (``\x1be`` is ``€``). What is above 0x7F (not GSM) is kept."""
+    out: list[str] = []
+    i = 0
+    while i < len(data):
+        code = ord(data[i])
+        if code == 0x1B and i + 1 < len(data) and ord(data[i + 1]) in _GSM_EXT:
+            out.append(_GSM_EXT[ord(data[i + 1])])
+            i += 2
+            continue
+        out.append(GSM7_TABLE[code] if code < 0x80 and code != 0x1B else data[i])
+        i += 1
+    return "".join(out)
+
+
+def _dcs_alphabet(dcs: int) -> Literal["GSM", "8bit", "UCS2"] | None:
+    """TS 23.038: the alphabet a data coding scheme names (None: reserved groups)."""
+    if dcs & 0xC0 in (0x00, 0x40):
+        return ("GSM", "8bit", "UCS2", None)[(dcs >> 2) & 3]
+    if dcs & 0xF0 in (0xC0, 0xD0):
+        return "GSM"
+    if dcs & 0xF0 == 0xE0:
+        return "UCS2"
+    if dcs & 0xF0 == 0xF0:
+        return "8bit" if dcs & 0x04 else "GSM"
+    return None
+
+
+def _ucs2(data: str) -> str | None:
+    """``data`` as hex UTF-16-BE (surrogate pairs whole), or None when it is not that."""
+    if not data or len(data) % 4 or not _HEX.fullmatch(data):
+        return None
+    try:
+        return bytes.fromhex(data).decode("utf-16-be")
+    except ValueError:
+        return None
+
+
+def _unambiguous_ucs2(text: str) -> bool:
+    """Without a length field, hex is taken for UCS-2 only when a phone would have sent that
+    text as UCS-2 and it reads as a text: at least 2 characters (8 hex digits: never an
+    acknowledgement code), all printable, at least half of them ASCII, and at least one that
+    GSM-7 cannot carry (a phone uses UCS-2 only for those)."""
+    return (
+        len(text) >= 2
+        and all(c.isprintable() or c in "\n\r\t" for c in text)
+        and 2 * sum(ord(c) < 0x80 for c in text) >= len(text)
+        and any(c not in _GSM_ALL for c in text)
+    )
+
+
+def decode_received(data: str, length: int | None, dcs: int | None = None) -> str:
+    """The text of a received body as text mode with ``AT+CSCS="GSM"`` shows it.
+
+    A UCS-2 text (an emoji, a curly quote from an iPhone) shows as hex UTF-16-BE. It is
+    decoded when the coding scheme says UCS-2 (``+CMGR``); else when the header's length says
+    so: ``length`` counts octets for UCS-2 (2 hex digits each; 4 per UTF-16 unit on modems
+    that count characters), characters for a GSM text, so ``"4170"`` with length 4 is GSM;
+    without a length, only when ``_unambiguous_ucs2``. Anything else is GSM (``from_gsm``).
+    """
+    alphabet = None if dcs is None else _dcs_alphabet(dcs)
+    if alphabet == "UCS2":
+        text = _ucs2(data)
+        if text is not None:
+            return text
+    elif alphabet is None:
+        text = _ucs2(data)
+        if text is not None:
+            if length is not None:
+                if len(data) in (2 * length, 4 * length):
+                    return text
+            elif _unambiguous_ucs2(text):
+                return text
+    return from_gsm(data)
+
+
+@dataclass(frozen=True)
+class StoredText:
+    """A received text on the SIM, decoded."""
+
+    index: int
+    status: str
+    sender: str
+    stamp: str  # the raw service-centre timestamp
+    at: dt.datetime | None
+    text: str
+
+    @property
+    def digest(self) -> str:
+        """12 hex digits of SHA-256 over sender, timestamp and text: the same text at the
+        same index, told apart from a newer one stored there since."""
+        data = "\x00".join((self.sender, self.stamp, self.text))
+        return hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def parse_texts(reply: Reply, index: int | None = None) -> list[StoredText]:
+    """The received texts of an ``AT+CMGL`` reply (or of ``AT+CMGR=<index>``'s), in order;
+    stored sent texts and status reports are left out."""
+    out: list[StoredText] = []
+    for line, body in reply.texts:
+        header = parse_text_header(line)
+        if header is None or not header.status.upper().startswith("REC"):
+            continue
+        where = header.index if header.index is not None else index
+        if where is None:
+            continue
+        text = decode_received(body, header.length, header.dcs)
+        stamp = parse_scts(header.stamp)
+        out.append(StoredText(where, header.status, header.sender, header.stamp, stamp, text))
+    return out
 
 
 # -- errors -------------------------------------------------------------------------------------

@@ -26,9 +26,28 @@ Every failure of the way out closes the port; the next ``send`` or ``probe`` ope
 device again by its configured path (so a ``/dev/serial/by-id/...`` link that udev moved to a
 new ``ttyUSB`` is followed) and initialises the modem again: ``AT``, ``ATE0``, ``AT+CMEE=1``,
 ``AT+CPIN?`` (and ``AT+CPIN="<pin>"`` when it asks), ``AT+CMGF=1``, ``AT+CSCS="GSM"``,
-``AT+CSMP=17,167,0,0``, ``AT+CPMS="SM","SM","SM"``, ``AT+CNMI=2,1,0,0,0``. The same happens
+``AT+CSMP=17,167,0,0``, ``AT+CPMS="SM","SM","SM"``, ``AT+CNMI=2,1,0,0,0``, ``AT+CSDH=1`` (the
+last three may be refused: a warning, for ``probe`` to show). The same happens
 when the link now points elsewhere, and when the modem says it has restarted (``RDY``,
 ``Call Ready``, an unsolicited ``+CPIN:``; or it echoes our commands again).
+
+Received texts (``receive(mark)``, called by the engine every ``receive_every`` = min(2 s,
+``poll``) on the worker; the modem takes turns with ``send``): a call first reads what the port
+has buffered (no command) for ``+CMTI: "<mem>",<i>`` notices. It lists the SIM
+(``AT+CMGL="ALL"`` in text mode, ``AT+CSCS="GSM"``) only when the port was just opened or
+initialised (texts that came while it was closed), a notice came, an index was found reused, or
+``poll`` seconds passed since the last listing; else it sends nothing. A notice for another
+memory than the default (``ME``) adds it to the memories listed: each is chosen in turn with
+``AT+CPMS="<mem>"`` (reading and deleting only; the default is chosen again afterwards). Decoding
+is ``at.parse_texts``. Every text on the SIM is returned (the first call, ``mark`` None, too: a
+SIM is an inbox we empty), and the new mark names each (memory, index, digest of sender, time
+and text). Nothing is deleted before the engine has published it: the next call deletes each
+text of its ``mark`` by index (``AT+CMGD=<i>``, never a delete-all flag) once ``AT+CMGR=<i>``
+shows the index still holds that text; an index holding another text (reused after a crash) is
+left alone and listed. A text whose delete failed stays in the mark, is tried again at the next
+listing (not at every call) and is never returned twice. A failure raises like ``send`` and
+returns nothing: the engine keeps the old mark, and deleting again is harmless. Long texts that
+came in parts are returned part by part (text mode hides the header that joins them).
 
 The transport runs no thread: the engine calls it from the way out's worker. The port is
 opened exclusively (``flock``): a second program (another mqtt2sms, ModemManager) gets a
@@ -39,6 +58,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import re
@@ -51,7 +71,7 @@ from typing import Any, TypeVar
 from ..config.model import ModemConfig
 from ..errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
 from . import at
-from .base import OutgoingText, Receipt
+from .base import OutgoingText, Receipt, ReceivedText
 
 log = logging.getLogger("mqtt2sms.modem")
 _T = TypeVar("_T")
@@ -120,7 +140,10 @@ class ModemTransport:
     ) -> None:
         self._config = config
         self.poll_every = config.poll  # for the engine's poller (polling.py)
-        self.receives = False  # no receive() yet: the reader of received texts comes later
+        self.receives = True  # a modem always reads the texts its SIM receives
+        # how often the poller calls receive(): cheap (no AT command) unless a +CMTI came,
+        # texts wait to be deleted, or ``poll`` seconds passed since the last listing
+        self.receive_every = min(2.0, config.poll)
         # one owner holds the port while the daemon runs: not closed when idle (a closed
         # port misses the modem's new-message notices, and each open initialises it again)
         self.keep_open = True
@@ -137,9 +160,14 @@ class ModemTransport:
         self._coding: tuple[str, int] = ("GSM", 0)
         self._pin_refused = False
         self.warnings: list[str] = []  # init commands the modem refused but we can do without
-        #: ``(memory, index)`` of every ``+CMTI`` notice heard (new texts on the SIM), for the
-        #: reader of received texts; the oldest go beyond ``_MAX_NOTICES``.
+        #: ``(memory, index)`` of every ``+CMTI`` notice heard (new texts on the SIM) and not
+        #: yet acted on by ``receive``; the oldest go beyond ``_MAX_NOTICES``.
         self.new_texts: list[tuple[str, int]] = []
+        self._memory: str | None = None  # the memory AT+CMGL/CMGR/CMGD use now (None: unknown)
+        self._memories: list[str] = []  # listed each time: the default one, and any a notice named
+        self._must_list = True  # a listing is due: the port was (re)initialised, or an index reused
+        self._last_list = 0.0  # clock() of the last complete listing
+        self._undeleted: set[_Handled] = set()  # in the mark, but their delete failed
 
     # -- the transport -----------------------------------------------------------------
 
@@ -176,6 +204,16 @@ class ModemTransport:
             "modem_sim_used": h.sim_used,
             "modem_sim_total": h.sim_total,
         }
+
+    def receive(self, mark: str | None) -> tuple[list[ReceivedText], str | None]:
+        """The texts on the SIM not handed out before, and the mark naming them.
+
+        ``mark`` names the texts the last call returned (the engine has published them
+        since): each is deleted now, by its index, after ``AT+CMGR`` shows the index still
+        holds that text. See the module docstring."""
+        handled = _read_mark(mark)
+        with self._lock:
+            return self._guarded("reading received texts", lambda: self._receive(mark, handled))
 
     def close(self) -> None:
         """Close the port (the next use opens and initialises it again)."""
@@ -265,6 +303,121 @@ class ModemTransport:
             sim_total=None if fill is None else fill[1],
         )
 
+    def _receive(
+        self, mark: str | None, handled: list[_Handled]
+    ) -> tuple[list[ReceivedText], str | None]:
+        self._ensure()  # reads what came while idle: +CMTI notices
+        fresh = [entry for entry in handled if entry not in self._undeleted]
+        if not fresh and not self._listing_due():
+            return [], mark  # nothing to do: no AT command at all
+        self._gsm_charset()
+        # texts whose delete failed are tried again with each listing, not at every call
+        todo = handled if self._listing_due() else fresh
+        kept = [entry for entry in todo if not self._delete(entry)]
+        kept += [entry for entry in handled if entry not in todo]
+        self._undeleted = set(kept)
+        if not self._listing_due():
+            return [], _write_mark(kept)
+        heard = list(self.new_texts)
+        for memory, _ in heard:
+            if memory and memory not in self._memories:
+                self._memories.append(memory)
+        skip = {(e.memory, e.index, e.digest) for e in kept}
+        out: list[ReceivedText] = []
+        marks = list(kept)
+        for memory in list(self._memories):
+            for stored in self._list(memory):
+                entry = _Handled(memory, stored.index, stored.digest)
+                if (memory, stored.index, stored.digest) in skip:
+                    continue  # returned before; its delete failed: not published twice
+                marks.append(entry)
+                out.append(
+                    ReceivedText(
+                        sender=stored.sender,
+                        text=stored.text,
+                        at=stored.at,
+                        remote_id=f"{memory}:{stored.index}",
+                    )
+                )
+        if self._memories and self._memory != self._memories[0]:
+            self._use_memory(self._memories[0])
+        self.new_texts = self.new_texts[len(heard) :]
+        self._must_list = False
+        self._last_list = self._clock()
+        return out, _write_mark(marks)
+
+    def _listing_due(self) -> bool:
+        return (
+            self._must_list
+            or bool(self.new_texts)
+            or self._clock() - self._last_list >= self._config.poll
+        )
+
+    def _gsm_charset(self) -> None:
+        """Texts are read with ``AT+CSCS="GSM"`` (after a UCS-2 text went it is UCS2)."""
+        if self._coding[0] == "GSM":
+            return
+        dcs, self._coding = self._coding[1], ("?", -1)
+        self._must(at.cscs("GSM"))
+        self._coding = ("GSM", dcs)
+
+    def _use_memory(self, memory: str) -> bool:
+        """Make ``memory`` the one texts are listed, read and deleted in; False when the modem
+        refuses it (logged)."""
+        if memory == self._memory:
+            return True
+        self._memory = None
+        reply = self._command(at.cpms_read(memory), self._timeout)
+        if not reply.ok:
+            if reply.result == "ERROR":  # no code though AT+CMEE=1: it restarted
+                raise self._failed(reply, f"choosing memory {memory}")
+            log.warning("modem: memory %s refused: %s", memory, at.describe(reply))
+            return False
+        self._memory = memory
+        return True
+
+    def _list(self, memory: str) -> list[at.StoredText]:
+        """Every received text in ``memory`` (``AT+CMGL="ALL"``)."""
+        if not self._use_memory(memory):
+            if memory != (self._memories[0] if self._memories else None):
+                self._memories.remove(memory)  # named by a notice, but not one we can read
+            return []
+        reply = self._command(at.cmgl(), self._timeout)
+        if not reply.ok:
+            raise self._failed(reply, "listing received texts")
+        return at.parse_texts(reply)
+
+    def _delete(self, entry: _Handled) -> bool:
+        """Delete a text returned before (so published since) by its index, if the index
+        still holds it; True when it is off the SIM (or the index holds another text now,
+        which is never deleted unread), False to try again next time."""
+        if not self._use_memory(entry.memory):
+            return False
+        reply = self._command(at.cmgr(entry.index), self._timeout)
+        if not reply.ok:
+            if reply.code("CMS") == 321:  # invalid memory index: nothing there any more
+                return True
+            error = self._failed(reply, f"reading text {entry.memory}:{entry.index}")
+            if isinstance(error, TemporaryDeliveryError) and error.scope == "transport":
+                raise error
+            log.warning("modem: text %s:%s: %s", entry.memory, entry.index, error)
+            return False
+        stored = at.parse_texts(reply, index=entry.index)
+        if not stored:
+            return True  # the index is empty: it is gone already
+        if stored[0].digest != entry.digest:
+            log.info("modem: %s:%s holds a newer text now: not deleted", entry.memory, entry.index)
+            self._must_list = True
+            return True
+        reply = self._command(at.cmgd(entry.index), self._timeout)
+        if reply.ok:
+            return True
+        error = self._failed(reply, f"deleting text {entry.memory}:{entry.index}")
+        if isinstance(error, TemporaryDeliveryError) and error.scope == "transport":
+            raise error
+        log.warning("modem: text %s:%s not deleted: %s", entry.memory, entry.index, error)
+        return False
+
     def _ensure(self) -> None:
         """An open, initialised port on the device the configured path names now."""
         if self._port is not None and os.path.realpath(self._config.device) != self._opened:
@@ -291,14 +444,30 @@ class ModemTransport:
             self._must(at.csmp(0))
             self._coding = ("GSM", 0)
             self.warnings = []
-            for command in ('AT+CPMS="SM","SM","SM"', "AT+CNMI=2,1,0,0,0"):
+            refused = set()
+            for command in ('AT+CPMS="SM","SM","SM"', "AT+CNMI=2,1,0,0,0", "AT+CSDH=1"):
                 reply = self._command(command, self._timeout)
                 if not reply.ok:
+                    refused.add(command)
                     self.warnings.append(f"{command} refused: {at.describe(reply)}")
                     log.warning("modem: %s", self.warnings[-1])
+            self._memory = "SM" if 'AT+CPMS="SM","SM","SM"' not in refused else self._cpms()
+            if self._memory is not None:
+                self._memories = [
+                    self._memory,
+                    *(m for m in self._memories if m != self._memory),
+                ]
+            self._must_list = True  # texts that came while it was closed or restarting
             self._ready = True
         finally:
             self._in_init = False
+
+    def _cpms(self) -> str | None:
+        """The memory texts are read from now (``AT+CPMS?``'s first), None: not known."""
+        reply = self._command("AT+CPMS?", self._timeout)
+        values = reply.values("+CPMS:") if reply.ok else []
+        name = values[0].split(",")[0].strip().strip('"') if values else ""
+        return name or None
 
     def _unlock(self) -> None:
         reply = self._must("AT+CPIN?", retry_busy=True)
@@ -500,6 +669,8 @@ class ModemTransport:
         port, self._port = self._port, None
         self._opened = None
         self._ready = False
+        self._memory = None
+        self._must_list = True
         self._reader.clear()
         if port is not None:
             with contextlib.suppress(Exception):
@@ -536,6 +707,31 @@ class ModemTransport:
             raise TemporaryDeliveryError(
                 f"modem: unexpected {type(exc).__name__} while {what}: {exc}"
             ) from exc
+
+
+@dataclass(frozen=True)
+class _Handled:
+    """A text a ``receive`` returned: where it is and what it was."""
+
+    memory: str
+    index: int
+    digest: str
+
+
+def _read_mark(mark: str | None) -> list[_Handled]:
+    """The texts a mark names: ``[["SM",3,"<digest>"],...]`` (None, or unreadable: none)."""
+    if not mark:
+        return []
+    try:
+        items = json.loads(mark)
+        return [_Handled(str(m), int(i), str(d)) for m, i, d in items]
+    except (ValueError, TypeError) as exc:
+        log.warning("modem: received-texts mark %r not understood (%s): ignored", mark, exc)
+        return []
+
+
+def _write_mark(handled: list[_Handled]) -> str:
+    return json.dumps([[h.memory, h.index, h.digest] for h in handled], separators=(",", ":"))
 
 
 def _safe(command: str) -> str:

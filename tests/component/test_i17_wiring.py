@@ -65,7 +65,7 @@ def test_the_registry_builds_twilio_and_modem_from_their_sections() -> None:
     twilio, modem = built["twilio"], built["modem"]
     assert isinstance(twilio, TwilioTransport) and isinstance(modem, ModemTransport)
     assert (twilio.poll_every, twilio.receives) == (3.0, True)
-    assert (modem.poll_every, modem.receives) == (7.0, False)  # it does not read its SIM yet
+    assert (modem.poll_every, modem.receives) == (7.0, True)  # a modem always reads its SIM
     android = built["android"]
     assert isinstance(android, AndroidTransport)
     assert (android.poll_every, android.receives) == (15.0, False)

@@ -14,6 +14,14 @@ Modes: ``pin`` (the SIM asks for it), ``cms_errors`` (the next texts get ``+CMS 
 ``unplug()`` / ``plug()`` (the link disappears and comes back pointing to a new pty, the
 modem reset), ``reboot()`` (``RDY``: settings back to their defaults), ``forget()`` (the same
 without a word), ``hang_after_text`` (the text goes, its result never comes).
+
+Received texts: ``receive_text(sender, text)`` stores a text on the SIM (as GSM 03.38 code
+points, or as hex UCS-2 when it needs it or is asked to) at the lowest free index and writes
+``+CMTI: "SM",<index>``. It answers ``AT+CPMS="<mem>",...`` (choosing the memory read),
+``AT+CMGL="ALL"`` and ``AT+CMGR=<i>`` (with ``AT+CSDH=1``, headers carry the length: characters
+for GSM, octets for UCS-2) and ``AT+CMGD=<i>[,<flag>]`` (every delete command is kept in
+``deletes``; a flag deletes as TS 27.005 says; ``refuse_deletes``: each gets an error).
+``store`` holds the texts by memory and index. ``AT+CPMS``'s counts stay ``sim``.
 """
 
 from __future__ import annotations
@@ -29,6 +37,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mqtt2sms.sms import GSM7_TABLE
+
+
+@dataclass
+class StoredSms:
+    sender: str
+    text: str
+    stamp: str = "24/03/09,14:05:00+04"  # the service centre's, quarter hours
+    ucs2: bool = False  # the SMS came as UCS-2: text mode shows it as hex
+    status: str = "REC UNREAD"
+
+    def body(self) -> tuple[str, int]:
+        """What text mode shows under ``AT+CSCS="GSM"``, and the header's length."""
+        if self.ucs2:
+            data = self.text.encode("utf-16-be").hex().upper()
+            return data, len(data) // 2
+        out = "".join(
+            chr(GSM7_TABLE.index(c)) if c in GSM7_TABLE else "\x1b" + chr(_EXT[c])
+            for c in self.text
+        )
+        return out, len(out)
+
+
+_EXT = {"\f": 0x0A, "^": 0x14, "{": 0x28, "}": 0x29, "\\": 0x2F, "[": 0x3C, "~": 0x3D}
+_EXT |= {"]": 0x3E, "|": 0x40, "€": 0x65}
+_GSM = frozenset(GSM7_TABLE) - {"\x1b"} | frozenset(_EXT)
 
 
 @dataclass(frozen=True)
@@ -55,6 +88,10 @@ class FakeModem:
         self.creg = 1
         self.sim = (3, 30)
         self.ptys: list[str] = []  # every slave path made, in order
+        self.store: dict[str, dict[int, StoredSms]] = {"SM": {}, "ME": {}}
+        self.deletes: list[str] = []  # every AT+CMGD command, as given
+        self.capacity = 30  # indexes 0 .. capacity-1 per memory
+        self.refuse_deletes = False  # AT+CMGD gets +CMS ERROR: 500
         self._ref = 0
         self._hang_until = 0.0
         self._lock = threading.Lock()
@@ -124,6 +161,29 @@ class FakeModem:
         with self._lock:
             self._reset()
 
+    def receive_text(
+        self,
+        sender: str,
+        text: str,
+        *,
+        stamp: str = "24/03/09,14:05:00+04",
+        ucs2: bool | None = None,
+        memory: str = "SM",
+        notify: bool = True,
+        index: int | None = None,
+    ) -> int:
+        """A text arrives: stored at ``index`` (default: the lowest free one), then
+        ``+CMTI`` unless ``notify`` is False. UCS-2 when ``ucs2`` or when GSM cannot carry it."""
+        wide = ucs2 if ucs2 is not None else any(c not in _GSM for c in text)
+        with self._lock:
+            slots = self.store.setdefault(memory, {})
+            if index is None:
+                index = next(i for i in range(self.capacity) if i not in slots)
+            slots[index] = StoredSms(sender, text, stamp, wide)
+        if notify:
+            self.inject(f'+CMTI: "{memory}",{index}')
+        return index
+
     def inject(self, line: str) -> None:
         """Write an unsolicited line now."""
         self._write(f"\r\n{line}\r\n")
@@ -136,6 +196,8 @@ class FakeModem:
         self.cmgf = 0
         self.cscs = "GSM"
         self.dcs = 0
+        self.csdh = 0
+        self.memory = "SM"
         self.locked = self.pin is not None
         self.pin_tries = 3
         self._buf = bytearray()
@@ -236,11 +298,30 @@ class FakeModem:
             self.dcs = int(cmd.split(",")[-1])
             self._ok()
         elif cmd.startswith("AT+CPMS="):
+            memory = line.split("=", 1)[1].split(",")[0].strip().strip('"').upper()
+            if memory not in self.store:
+                self._error("CMS", 302)
+                return
+            self.memory = memory
             used, total = self.sim
             self._ok(f"+CPMS: {used},{total},{used},{total},{used},{total}")
         elif cmd == "AT+CPMS?":
             used, total = self.sim
-            self._ok(f'+CPMS: "SM",{used},{total},"SM",{used},{total},"SM",{used},{total}')
+            m = self.memory
+            self._ok(f'+CPMS: "{m}",{used},{total},"SM",{used},{total},"SM",{used},{total}')
+        elif cmd.startswith("AT+CSDH="):
+            self.csdh = int(cmd.split("=")[1])
+            self._ok()
+        elif cmd.startswith("AT+CMGL=") and self.cmgf == 1:
+            self._list(line.split("=", 1)[1].strip().strip('"').upper())
+        elif cmd.startswith("AT+CMGR=") and self.cmgf == 1:
+            self._read(int(cmd.split("=")[1]))
+        elif cmd.startswith("AT+CMGD="):
+            self.deletes.append(line)
+            if self.refuse_deletes:
+                self._write("\r\n+CMS ERROR: 500\r\n")
+                return
+            self._delete(cmd.split("=", 1)[1])
         elif cmd.startswith("AT+CNMI="):
             self._ok()
         elif cmd == "AT+CSQ":
@@ -261,6 +342,50 @@ class FakeModem:
                 self.inject(urc)
         else:
             self._error("CMS", 302)
+
+    def _header(self, sms: StoredSms, length: int, index: int | None) -> str:
+        toa = 145 if sms.sender.startswith("+") else 129
+        head = f'"{sms.status}","{sms.sender}","","{sms.stamp}"'
+        if index is not None:  # +CMGL
+            tail = f",{toa},{length}" if self.csdh else ""
+            return f"+CMGL: {index},{head}{tail}"
+        dcs = 8 if sms.ucs2 else 0
+        tail = f',{toa},4,0,{dcs},"+15550000000",145,{length}' if self.csdh else ""
+        return f"+CMGR: {head}{tail}"
+
+    def _list(self, which: str) -> None:
+        wanted = {"ALL", "REC UNREAD", "REC READ"}
+        if which not in wanted:
+            self._error("CMS", 302)
+            return
+        out = ""
+        for index, sms in sorted(self.store[self.memory].items()):
+            if which != "ALL" and sms.status != which:
+                continue
+            body, length = sms.body()
+            out += f"\r\n{self._header(sms, length, index)}\r\n{body}\r\n"
+            sms.status = "REC READ"
+        self._write(out.encode("latin-1") + b"\r\nOK\r\n")
+
+    def _read(self, index: int) -> None:
+        sms = self.store[self.memory].get(index)
+        if sms is None:
+            self._ok()  # an empty index: SIM800 answers a bare OK
+            return
+        body, length = sms.body()
+        self._write(f"\r\n{self._header(sms, length, None)}\r\n{body}\r\n\r\nOK\r\n")
+        sms.status = "REC READ"
+
+    def _delete(self, args: str) -> None:
+        parts = [p.strip() for p in args.split(",")]
+        flag = int(parts[1]) if len(parts) > 1 and parts[1] else 0
+        slots = self.store[self.memory]
+        if flag == 0:
+            slots.pop(int(parts[0]), None)
+        else:  # 1 read, 2 read and sent, 3 all but unsent, 4 all
+            for i in [i for i, s in slots.items() if flag == 4 or s.status == "REC READ"]:
+                del slots[i]
+        self._ok()
 
     def _finish_text(self, raw: bytes) -> None:
         number, self._typing = self._typing or "", None
