@@ -25,7 +25,17 @@ so every release creates the same ids. With the default client_id they are
 ``notify.mqtt2sms_sms``, ``sensor.mqtt2sms_queued``, ``sensor.mqtt2sms_sent_today``,
 ``sensor.mqtt2sms_suppressed_today``, ``sensor.mqtt2sms_failed_today``,
 ``sensor.mqtt2sms_dry_runs_today``,
-``sensor.mqtt2sms_last_sent``, ``sensor.mqtt2sms_last_error``.
+``sensor.mqtt2sms_last_sent``, ``sensor.mqtt2sms_last_error``, and for escalation
+``sensor.mqtt2sms_open_incidents``, ``button.mqtt2sms_acknowledge_all``,
+``event.mqtt2sms_incident``, ``event.mqtt2sms_received_text``.
+
+Escalation entities. The "Open incidents" sensor counts the retained JSON list on
+``<base>/incidents`` and carries the list as its ``incidents`` attribute (an MQTT sensor's
+attributes must be an object, so the template wraps the list). The "Acknowledge all" button
+publishes ``all`` on ``<base>/ack``. Two ``event`` entities fire on ``<base>/incident`` (the
+event type is the incident's ``state``) and on ``<base>/received`` (type ``received``); HA's
+MQTT event reads a JSON object with ``event_type``, so each ``value_template`` adds it to the
+payload, whose other keys become the event's attributes.
 
 Availability. The sensors are unavailable while ``<base>/status`` says ``offline`` (their
 values would be stale). The notify entity and the button deliberately have *no* availability:
@@ -60,8 +70,9 @@ PAYLOAD_OFFLINE = "offline"
 _NODE_ID_BAD = re.compile(r"[^a-zA-Z0-9_-]")
 _SLUG_BAD = re.compile(r"[^a-z0-9]+")
 
-# Incident states published on <base>/incident (its `state` field).
-INCIDENT_EVENT_TYPES = ("opened", "escalated", "acked", "resolved", "unacknowledged")
+# Incident states published on <base>/incident (its `state` field); `call` reports a phone
+# call of a step. HA ignores (and logs) an event whose type is not listed here.
+INCIDENT_EVENT_TYPES = ("opened", "escalated", "acked", "resolved", "unacknowledged", "call")
 
 
 @dataclass(frozen=True)
@@ -97,9 +108,9 @@ def birth_topic(config: Config) -> str:
     return f"{config.homeassistant.prefix}/status"
 
 
-def entity_ids(config: Config, *, incidents: bool = False, received: bool = False) -> list[str]:
-    """The entity ids Home Assistant creates from ``discovery_messages`` (same flags)."""
-    return [_entity_id(config, e) for e in _entities(config, incidents, received)]
+def entity_ids(config: Config) -> list[str]:
+    """The entity ids Home Assistant creates from ``discovery_messages``."""
+    return [_entity_id(config, e) for e in _entities(config)]
 
 
 def discovery_messages(
@@ -107,17 +118,15 @@ def discovery_messages(
     version: str,
     *,
     support_url: str | None = None,
-    incidents: bool = False,
-    received: bool = False,
 ) -> list[tuple[str, str]]:
     """The retained (topic, JSON payload) pairs that announce mqtt2sms to Home Assistant.
 
     ``version`` is mqtt2sms's version (the device's ``sw_version`` and the origin's).
-    ``support_url`` goes into the origin when given. ``incidents`` adds the escalation
-    entities (an "Open incidents" sensor on ``<base>/incidents``, an "Acknowledge all"
-    button publishing ``all`` on ``<base>/ack``, an "Incident" event entity on
-    ``<base>/incident``); ``received`` adds a "Received text" event entity on
-    ``<base>/received``: turn them on once the daemon serves those topics.
+    ``support_url`` goes into the origin when given. Besides the notify entity and the
+    stats sensors, the escalation entities are always there: an "Open incidents" sensor on
+    ``<base>/incidents``, an "Acknowledge all" button publishing ``all`` on ``<base>/ack``,
+    an "Incident" event entity on ``<base>/incident`` and a "Received text" one on
+    ``<base>/received``.
 
     Returns one pair (device-based discovery), whatever ``homeassistant.discovery`` says:
     the caller decides whether to publish. Raises nothing.
@@ -132,7 +141,7 @@ def discovery_messages(
         }
     ]
     components: dict[str, dict[str, Any]] = {}
-    for entity in _entities(config, incidents, received):
+    for entity in _entities(config):
         component: dict[str, Any] = {
             "p": entity.platform,
             "unique_id": f"{nid}_{entity.key}",
@@ -185,7 +194,7 @@ def _entity_id(config: Config, entity: _Entity) -> str:
     return f"{entity.platform}.{_slug(device_name(config))}_{_slug(entity.name)}"
 
 
-def _entities(config: Config, incidents: bool, received: bool) -> Iterable[_Entity]:
+def _entities(config: Config) -> Iterable[_Entity]:
     base = config.mqtt.base_topic
     stats = f"{base}/stats"
 
@@ -311,53 +320,56 @@ def _entities(config: Config, incidents: bool, received: bool) -> Iterable[_Enti
             "icon": "mdi:alert-circle-outline",
         },
     )
-    if incidents:
-        yield _Entity(
-            "open_incidents",
-            "sensor",
-            "Open incidents",
-            {
-                "state_topic": f"{base}/incidents",
-                "value_template": "{{ value_json | count }}",
-                "json_attributes_topic": f"{base}/incidents",
-                "json_attributes_template": "{{ {'incidents': value_json} | tojson }}",
-                "state_class": "measurement",
-                "icon": "mdi:bell-ring",
-            },
-        )
-        yield _Entity(
-            "ack_all",
-            "button",
-            "Acknowledge all",
-            {
-                "command_topic": f"{base}/ack",
-                "payload_press": "all",
-                "qos": 1,
-                "retain": False,
-                "icon": "mdi:check-all",
-            },
-            available_with_status=False,
-        )
-        yield _Entity(
-            "incident",
-            "event",
-            "Incident",
-            {
-                "state_topic": f"{base}/incident",
-                "event_types": list(INCIDENT_EVENT_TYPES),
-                "value_template": "{{ dict(value_json, event_type=value_json.state) | tojson }}",
-                "icon": "mdi:bell-alert",
-            },
-        )
-    if received:
-        yield _Entity(
-            "received",
-            "event",
-            "Received text",
-            {
-                "state_topic": f"{base}/received",
-                "event_types": ["received"],
-                "value_template": "{{ dict(value_json, event_type='received') | tojson }}",
-                "icon": "mdi:message-reply-text",
-            },
-        )
+    yield from _escalation_entities(base)
+
+
+def _escalation_entities(base: str) -> Iterable[_Entity]:
+    """Incidents and received texts (see "Escalation entities" in the module docstring)."""
+    yield _Entity(
+        "open_incidents",
+        "sensor",
+        "Open incidents",
+        {
+            "state_topic": f"{base}/incidents",
+            "value_template": "{{ value_json | length }}",
+            "json_attributes_topic": f"{base}/incidents",
+            "json_attributes_template": "{{ {'incidents': value_json} | tojson }}",
+            "state_class": "measurement",
+            "icon": "mdi:bell-ring",
+        },
+    )
+    yield _Entity(
+        "ack_all",
+        "button",
+        "Acknowledge all",
+        {
+            "command_topic": f"{base}/ack",
+            "payload_press": "all",
+            "qos": 1,
+            "retain": False,
+            "icon": "mdi:check-all",
+        },
+        available_with_status=False,
+    )
+    yield _Entity(
+        "incident",
+        "event",
+        "Incident",
+        {
+            "state_topic": f"{base}/incident",
+            "event_types": list(INCIDENT_EVENT_TYPES),
+            "value_template": "{{ dict(value_json, event_type=value_json.state) | tojson }}",
+            "icon": "mdi:bell-alert",
+        },
+    )
+    yield _Entity(
+        "received",
+        "event",
+        "Received text",
+        {
+            "state_topic": f"{base}/received",
+            "event_types": ["received"],
+            "value_template": "{{ dict(value_json, event_type='received') | tojson }}",
+            "icon": "mdi:message-reply-text",
+        },
+    )

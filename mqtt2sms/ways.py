@@ -59,3 +59,38 @@ def addresses(contact: Addressable, via: tuple[str, ...]) -> dict[str, str]:
         if a:
             out[name] = a
     return out
+
+
+class _TwilioReads(Protocol):
+    @property
+    def from_number(self) -> str | None: ...
+
+
+class _Configured(Protocol):
+    """What of ``config.Config`` tells whether a way out reads replies."""
+
+    @property
+    def twilio(self) -> _TwilioReads | None: ...
+
+    @property
+    def modem(self) -> object | None: ...
+
+    @property
+    def android(self) -> object | None: ...
+
+
+def reads_replies(config: _Configured, way: str) -> bool:
+    """Can a reply to a text sent by ``way`` be read, so that it can acknowledge an incident?
+
+    ``modem`` and ``android`` read their inbox (the SIM, the phone's); ``twilio`` reads the
+    messages sent to ``twilio.from``, so only with ``from`` set (a messaging service alone has
+    no one number to list). ``smtp`` never: a reply to a gateway text goes back as email, which
+    nothing reads. A way out the config does not set up reads nothing. Raises nothing.
+    """
+    if way == "modem":
+        return config.modem is not None
+    if way == "android":
+        return config.android is not None
+    if way == "twilio":
+        return config.twilio is not None and bool(config.twilio.from_number)
+    return False

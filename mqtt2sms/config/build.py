@@ -8,7 +8,7 @@ import jinja2
 import yaml
 import yaml.constructor
 
-from mqtt2sms import system
+from mqtt2sms import system, ways
 from mqtt2sms.config.model import (
     DEFAULT_ALERT_TOPIC,
     TRANSPORTS,
@@ -33,9 +33,10 @@ from mqtt2sms.config.reader import (
 from mqtt2sms.config.secrets import read_text as _read_text
 from mqtt2sms.config.sections import (
     NOT_BUILT,
-    NOT_YET,
+    REPLY_WAYS,
     _android,
     _check_reach,
+    _check_replies,
     _contacts,
     _escalations,
     _groups,
@@ -149,7 +150,8 @@ def _parse(
     if "alert_topic" in top.items:
         alert_topic = top.opt("alert_topic", p.topic_name)
     received = top.get("received", p.enum("contacts", "all", "none"), "contacts")
-    escalations = _escalations(p, node("escalations"))
+    policy_nodes: dict[str, _Node] = {}
+    escalations = _escalations(p, node("escalations"), policy_nodes)
 
     user_rules, uses = _rules(p, node("rules"), defaults, escalations, dsec.value_node("via"))
     rules = _with_builtins(
@@ -183,6 +185,7 @@ def _parse(
         escalations=escalations,
     )
     _check_reach(p, config, uses, node("contacts"))
+    _check_replies(p, config, policy_nodes)
     for section in NOT_BUILT:
         if getattr(config, section) is not None:
             p.warn(
@@ -204,12 +207,13 @@ def _parse(
             "names nobody (empty groups): an alert to a rule without its own `to` reaches "
             "nobody unless its payload names someone",
         )
-    if top.has("escalations"):
-        p.warn(top.key_node("escalations"), "escalations", NOT_YET["escalations"])
-    reads = [w for w in (config.twilio, config.android) if w is not None and w.receive]
-    if top.has("received") and not reads:
-        # the ways out this version reads received texts from: twilio and android (`receive`)
-        p.warn(top.key_node("received"), "received", NOT_YET["received"])
+    reads = any(ways.reads_replies(config, w) for w in ways.NAMES)
+    if top.has("received") and received != "none" and not reads:
+        p.warn(
+            top.key_node("received"),
+            "received",
+            f"ignored: no way out reads received texts ({REPLY_WAYS})",
+        )
     if p.errors:
         raise ConfigError(p.sorted_errors())
     return Loaded(config=config, warnings=p.sorted_warnings())

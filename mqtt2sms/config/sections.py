@@ -29,6 +29,7 @@ from mqtt2sms.config.model import (
     SmtpConfig,
     TLSConfig,
     TwilioConfig,
+    contact_via,
     resolve_recipients,
 )
 from mqtt2sms.config.reader import (
@@ -405,7 +406,11 @@ def _limits(p: _Parser, node: _Node | None) -> Limits:
     )
 
 
-def _escalations(p: _Parser, node: _Node | None) -> dict[str, Escalation]:
+def _escalations(
+    p: _Parser, node: _Node | None, key_nodes: dict[str, _Node] | None = None
+) -> dict[str, Escalation]:
+    """The policies by name; ``key_nodes`` (when given) gets each policy's key node, where
+    the warnings about a policy point."""
     out: dict[str, Escalation] = {}
     if node is None or _is_null(node):
         return out
@@ -416,6 +421,8 @@ def _escalations(p: _Parser, node: _Node | None) -> dict[str, Escalation]:
         if not _NAME.fullmatch(name):
             p.error(knode, yp, f"bad name '{name}': use letters, digits, _ and -")
             continue
+        if key_nodes is not None:
+            key_nodes[name] = knode
         s = _Section(p, vnode, yp, keys)
         steps: list[EscalationStep] = []
         step_nodes = s.require("steps", p.sequence) or []
@@ -502,13 +509,13 @@ def _rules(
                 f"unknown escalation policy '{escalate}'" + did_you_mean(escalate, escalations),
             )
         if escalate is not None and s.has("to"):
-            p.warn(s.key_node("to"), s.path("to"), "ignored: the policy's steps choose recipients")
+            p.warn(
+                s.key_node("to"),
+                s.path("to"),
+                f"ignored: the steps of escalation policy '{escalate}' choose the recipients",
+            )
         if s.has("resolve_when") and escalate is None:
             p.warn(s.key_node("resolve_when"), s.path("resolve_when"), "ignored without escalate")
-        elif s.has("resolve_when"):
-            p.warn(s.key_node("resolve_when"), s.path("resolve_when"), NOT_YET["resolve_when"])
-        if escalate is not None:
-            p.warn(s.key_node("escalate"), s.path("escalate"), NOT_YET["escalate"])
         rule = Rule(
             name=name or "",
             topic=topic or "",
@@ -571,20 +578,48 @@ def _check_reach(
                     )
 
 
+REPLY_WAYS = "modem, android, twilio with from"  # the ways out ways.reads_replies accepts
+
+
+def can_reply(config: Config, contact: Contact, via: Sequence[str]) -> bool:
+    """Can ``contact``, texted by the ways out ``via``, answer a text so that we read it?"""
+    return any(ways.reads_replies(config, way) and ways.address_for(contact, way) for way in via)
+
+
+def _check_replies(p: _Parser, config: Config, key_nodes: Mapping[str, _Node]) -> None:
+    """Warn about each policy nobody it texts can acknowledge by a reply.
+
+    A contact's ways out are those of every rule that escalates to the policy (its own `via`
+    first, then the rule's, then `defaults.via`); a policy no rule uses is judged by the
+    contacts' own `via` or `defaults.via`.
+    """
+    for name, policy in config.escalations.items():
+        users = [r for r in config.rules if r.escalate == name]
+        contacts, _unknown = resolve_recipients(config, [n for s in policy.steps for n in s.to])
+        if not contacts:
+            continue  # no step names anyone known: an error or an empty group says so
+        if any(
+            can_reply(config, contact, contact_via(config, contact, r.options, r.via_set))
+            for contact in contacts
+            for r in users
+        ) or (
+            not users
+            and any(
+                can_reply(config, c, contact_via(config, c, config.defaults, False))
+                for c in contacts
+            )
+        ):
+            continue
+        p.warn(
+            key_nodes.get(name),
+            _join("escalations", name),
+            f"nobody it texts can reply (no way out that reads replies: {REPLY_WAYS}); "
+            "it can be acknowledged only by MQTT or Home Assistant",
+        )
+
+
 # --------------------------------------------------------------------------- the way in
 
 
 # Sections the parser accepts whose transports are not built yet.
 NOT_BUILT = ways.NOT_BUILT
-
-# Keys the parser accepts (docs/config.md lists them) that this version does not act on yet; each is
-# warned about, in the words of the NOT_BUILT warning, so nobody relies on it unknowingly.
-NOT_YET = {
-    "escalations": "this version cannot escalate yet: a rule with `escalate` texts only the "
-    "policy's first step once (no repeat, no acknowledgement by reply or on <base>/ack)",
-    "escalate": "this version cannot escalate yet: only the policy's first step is texted, "
-    "once, and nothing handles an acknowledgement",
-    "resolve_when": "this version cannot resolve incidents yet: ignored",
-    "received": "ignored: no way out reads received texts (this version reads them only "
-    "through twilio or android with `receive: true`)",
-}

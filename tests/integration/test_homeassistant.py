@@ -52,6 +52,14 @@ def test_discovery_birth_notify_and_stats(
             assert "mqtt2sms/status" in json.dumps(c.get("availability", cfg.get("availability")))
     notify = next(c for c in comps.values() if c["p"] == "notify")
     assert notify["command_topic"] == "mqtt2sms/notify"
+    # escalation: the open incidents, the button that acknowledges them, two event entities
+    assert comps["open_incidents"]["state_topic"] == "mqtt2sms/incidents"
+    assert (comps["ack_all"]["command_topic"], comps["ack_all"]["payload_press"]) == (
+        "mqtt2sms/ack",
+        "all",
+    )
+    events = {c["state_topic"] for c in comps.values() if c["p"] == "event"}
+    assert events == {"mqtt2sms/incident", "mqtt2sms/received"}
 
     # Home Assistant restarts: the configs come again
     n = len(w.configs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import Any
 
 import jinja2
 import pytest
@@ -23,22 +23,13 @@ from mqtt2sms.discovery import (
 ENV = {"HOME": "/home/pi"}
 
 
-class Flags(TypedDict, total=False):
-    incidents: bool
-    received: bool
-
-
-FULL: Flags = {"incidents": True, "received": True}
-NONE: Flags = {}
-
-
 def make_config(extra: str = "") -> Config:
     text = "homeassistant: {discovery: true}\n" + extra
     return parse_config(text, "config.yaml", ENV).config
 
 
-def payload_of(config: Config, version: str = "1.2.3", **flags: Unpack[Flags]) -> dict[str, Any]:
-    messages = discovery_messages(config, version, **flags)
+def payload_of(config: Config, version: str = "1.2.3") -> dict[str, Any]:
+    messages = discovery_messages(config, version)
     assert len(messages) == 1
     _topic, payload = messages[0]
     data = json.loads(payload)
@@ -46,8 +37,8 @@ def payload_of(config: Config, version: str = "1.2.3", **flags: Unpack[Flags]) -
     return data
 
 
-def components(config: Config, **flags: Unpack[Flags]) -> dict[str, dict[str, Any]]:
-    cmps = payload_of(config, "1.2.3", **flags)["cmps"]
+def components(config: Config) -> dict[str, dict[str, Any]]:
+    cmps = payload_of(config, "1.2.3")["cmps"]
     assert isinstance(cmps, dict)
     return cmps
 
@@ -70,11 +61,8 @@ def test_birth_topic(config: Config) -> None:
     assert birth_topic(config) == "homeassistant/status"
 
 
-@pytest.mark.parametrize("flags", [NONE, FULL])
-def test_payload_is_a_json_object_with_device_origin_components(
-    config: Config, flags: Flags
-) -> None:
-    data = payload_of(config, "1.2.3", **flags)
+def test_payload_is_a_json_object_with_device_origin_components(config: Config) -> None:
+    data = payload_of(config, "1.2.3")
     assert set(data) == {"dev", "o", "cmps"}
     assert data["o"]["name"] == "mqtt2sms"
     assert data["o"]["sw_version"] == "1.2.3"
@@ -95,9 +83,8 @@ def test_support_url_goes_into_the_origin(config: Config) -> None:
 # --------------------------------------------------------------------------- components
 
 
-@pytest.mark.parametrize("flags", [NONE, FULL])
-def test_every_component_is_complete(config: Config, flags: Flags) -> None:
-    cmps = components(config, **flags)
+def test_every_component_is_complete(config: Config) -> None:
+    cmps = components(config)
     unique_ids = [c["unique_id"] for c in cmps.values()]
     assert len(unique_ids) == len(set(unique_ids))
     for key, c in cmps.items():
@@ -121,6 +108,11 @@ def test_the_default_entities() -> None:
         "dry_run_today",
         "last_sent_at",
         "last_error",
+        # escalation: always there (issue 19), whatever the config holds
+        "open_incidents",
+        "ack_all",
+        "incident",
+        "received",
     }
     assert cmps["notify"]["p"] == "notify"
     assert cmps["notify"]["command_topic"] == "mqtt2sms/notify"
@@ -137,19 +129,33 @@ def test_the_default_entities() -> None:
 
 
 def test_incident_and_received_entities() -> None:
-    cmps = components(make_config(), **FULL)
+    cmps = components(make_config())
+    assert cmps["open_incidents"]["p"] == "sensor"
+    assert cmps["open_incidents"]["name"] == "Open incidents"
+    assert cmps["open_incidents"]["state_topic"] == "mqtt2sms/incidents"
+    assert cmps["open_incidents"]["json_attributes_topic"] == "mqtt2sms/incidents"
     assert cmps["ack_all"]["p"] == "button"
+    assert cmps["ack_all"]["name"] == "Acknowledge all"
     assert cmps["ack_all"]["command_topic"] == "mqtt2sms/ack"
     assert cmps["ack_all"]["payload_press"] == "all"
-    assert cmps["open_incidents"]["state_topic"] == "mqtt2sms/incidents"
+    assert (cmps["ack_all"]["qos"], cmps["ack_all"]["retain"]) == (1, False)
     assert cmps["incident"]["p"] == "event"
     assert cmps["incident"]["state_topic"] == "mqtt2sms/incident"
+    assert cmps["incident"]["event_types"] == [
+        "opened",
+        "escalated",
+        "acked",
+        "resolved",
+        "unacknowledged",
+        "call",
+    ]
+    assert cmps["received"]["p"] == "event"
     assert cmps["received"]["state_topic"] == "mqtt2sms/received"
+    assert cmps["received"]["event_types"] == ["received"]
 
 
-@pytest.mark.parametrize("flags", [NONE, FULL])
-def test_availability(config: Config, flags: Flags) -> None:
-    for key, c in components(config, **flags).items():
+def test_availability(config: Config) -> None:
+    for key, c in components(config).items():
         if "command_topic" in c:
             # HA skips an unavailable entity in an action call: the notify entity and the
             # button stay available so a call made while we restart waits in the broker.
@@ -174,8 +180,6 @@ def test_entity_ids(config: Config) -> None:
         "sensor.mqtt2sms_dry_runs_today",
         "sensor.mqtt2sms_last_sent",
         "sensor.mqtt2sms_last_error",
-    ]
-    assert entity_ids(config, **FULL)[8:] == [
         "sensor.mqtt2sms_open_incidents",
         "button.mqtt2sms_acknowledge_all",
         "event.mqtt2sms_incident",
@@ -183,10 +187,9 @@ def test_entity_ids(config: Config) -> None:
     ]
 
 
-@pytest.mark.parametrize("flags", [NONE, FULL])
-def test_default_entity_id_is_what_ha_derives_from_the_names(config: Config, flags: Flags) -> None:
+def test_default_entity_id_is_what_ha_derives_from_the_names(config: Config) -> None:
     """HA before 2025.10 ignores default_entity_id and slugifies "<device> <name>"."""
-    data = payload_of(config, "1.2.3", **flags)
+    data = payload_of(config, "1.2.3")
     for c in data["cmps"].values():
         words = f"{data['dev']['name']} {c['name']}".lower()
         slug = "_".join("".join(ch if ch.isalnum() else " " for ch in words).split())
@@ -194,10 +197,10 @@ def test_default_entity_id_is_what_ha_derives_from_the_names(config: Config, fla
 
 
 def test_stable_across_calls_and_versions(config: Config) -> None:
-    first = discovery_messages(config, "0.1.0", **FULL)
-    assert discovery_messages(config, "0.1.0", **FULL) == first
-    old = payload_of(config, "0.1.0", **FULL)["cmps"]
-    new = payload_of(config, "9.9.9", **FULL)["cmps"]
+    first = discovery_messages(config, "0.1.0")
+    assert discovery_messages(config, "0.1.0") == first
+    old = payload_of(config, "0.1.0")["cmps"]
+    new = payload_of(config, "9.9.9")["cmps"]
     assert {k: c["unique_id"] for k, c in old.items()} == {
         k: c["unique_id"] for k, c in new.items()
     }
@@ -243,7 +246,7 @@ def test_value_templates_read_the_stats(config: Config) -> None:
 
 
 def test_event_templates_add_event_type(config: Config) -> None:
-    cmps = components(config, **FULL)
+    cmps = components(config)
     incident = {"id": "417", "rule": "smoke", "key": "hall", "state": "acked", "by": "alex"}
     out = json.loads(_render(cmps["incident"]["value_template"], incident))
     assert out["event_type"] == "acked"
@@ -252,16 +255,22 @@ def test_event_templates_add_event_type(config: Config) -> None:
     received = {"from": "+15551234567", "contact": "alex", "text": "ACK 417", "via": "modem"}
     out = json.loads(_render(cmps["received"]["value_template"], received))
     assert out == {**received, "event_type": "received"}
-    incidents = [{"id": "417"}, {"id": "52"}]
+    incidents = [{"id": "417", "rule": "smoke", "step": 1}, {"id": "52", "rule": "leak"}]
     assert _render(cmps["open_incidents"]["value_template"], incidents) == "2"
+    assert _render(cmps["open_incidents"]["value_template"], []) == "0"
+    # an MQTT sensor's attributes must be a JSON object: the list goes under `incidents`
+    attributes = json.loads(_render(cmps["open_incidents"]["json_attributes_template"], incidents))
+    assert attributes == {"incidents": incidents}
+    call = {"id": "417", "state": "call", "to": "sam", "via": "modem", "outcome": "busy"}
+    out = json.loads(_render(cmps["incident"]["value_template"], call))
+    assert out["event_type"] == "call" and out["event_type"] in cmps["incident"]["event_types"]
 
 
 # --------------------------------------------------------------------------- removal
 
 
-@pytest.mark.parametrize("flags", [NONE, FULL])
-def test_removal_clears_what_discovery_published(config: Config, flags: Flags) -> None:
-    published = [topic for topic, _ in discovery_messages(config, "1", **flags)]
+def test_removal_clears_what_discovery_published(config: Config) -> None:
+    published = [topic for topic, _ in discovery_messages(config, "1")]
     removal = removal_messages(config)
     assert [topic for topic, _ in removal] == published
     assert all(payload == "" for _, payload in removal)
@@ -288,7 +297,7 @@ def test_base_topic_prefix_and_client_id_flow_through() -> None:
     assert node_id(config) == "garage_pi_2"
     assert device_name(config) == "mqtt2sms garage_pi_2"
     assert birth_topic(config) == "ha/status"
-    ((topic, payload),) = discovery_messages(config, "1", **FULL)
+    ((topic, payload),) = discovery_messages(config, "1")
     assert topic == "ha/device/garage_pi_2/config"
     data = json.loads(payload)
     assert data["dev"]["identifiers"] == ["garage_pi_2"]

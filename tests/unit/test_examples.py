@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +166,7 @@ def test_ha_automations_are_a_list_of_automations() -> None:
         assert a["alias"]
         assert a["triggers"] and a["actions"]
         for trigger in a["triggers"]:
-            assert trigger["trigger"] == "state"
+            assert trigger["trigger"] in {"state", "mqtt", "event"}
 
 
 def _automation(automation_id: str) -> dict[str, Any]:
@@ -276,3 +279,171 @@ def test_node_red_flow_sends_to_mqtt2sms(flow: list[dict[str, Any]]) -> None:
     payload = json.loads(by_kind["json"])
     assert payload["to"] == "family" and payload["priority"] == "high"
     _check_alert_payload(payload)
+
+
+# --------------------------------------------------------------------------- every file
+
+# Files under examples/ that are not mqtt2sms configs: Docker Compose's, Home Assistant's,
+# Zigbee2MQTT's-side snippets and Mosquitto's are read by those programs, not by `check`.
+NOT_CONFIGS = {"compose.yaml"}
+
+
+def test_every_yaml_file_under_examples_loads() -> None:
+    files = sorted([*EXAMPLES.rglob("*.yaml"), *EXAMPLES.rglob("*.yml")])
+    assert EXAMPLES / "smoke-alarm.yaml" in files
+    for path in files:
+        assert _load(path) is not None, path
+
+
+def _configs() -> list[Path]:
+    top = [p for p in sorted(EXAMPLES.glob("*.yaml")) if p.name not in NOT_CONFIGS]
+    return [*top, EXAMPLES / "zigbee2mqtt" / "config.yaml"]
+
+
+@pytest.mark.parametrize("path", _configs(), ids=lambda p: str(p.relative_to(EXAMPLES)))
+def test_check_accepts_every_example_config(
+    path: Path, credentials: dict[str, str], tmp_path: Path
+) -> None:
+    """`mqtt2sms check -c examples/X.yaml`, as a user runs it, with the secrets it names."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        **credentials,
+        "SMSGATE_PASSWORD": "not a real one",
+        "TWILIO_AUTH_TOKEN": "not a real one",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "mqtt2sms", "check", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "OK" in done.stdout
+    if path.name == "smoke-alarm.yaml":  # its two people can reply, by a phone in the house
+        assert "warning" not in (done.stdout + done.stderr).lower()
+
+
+# --------------------------------------------------------------------------- smoke-alarm.yaml
+
+
+@pytest.fixture
+def smoke() -> Config:
+    config, warnings = _parse("smoke-alarm.yaml", {"HOME": "/h", "SMSGATE_PASSWORD": "pw"})
+    assert warnings == ()
+    return config
+
+
+def test_smoke_alarm_policy(smoke: Config) -> None:
+    fire = smoke.escalations["fire"]
+    assert [(step.to, step.after) for step in fire.steps] == [(("alex",), 0.0), (("sam",), 300.0)]
+    assert (fire.repeat, fire.give_up) == (600.0, 7200.0)
+    assert smoke.android is not None and smoke.android.password == "pw"
+    for name in ("alex", "sam"):
+        assert smoke.contacts[name].e164 and smoke.contacts[name].via == ("android",)
+
+
+def test_smoke_alarm_rule(smoke: Config) -> None:
+    rule = _rule(smoke, "smoke")
+    assert (rule.topic, rule.escalate, rule.options.priority) == (
+        "zigbee2mqtt/+/smoke",
+        "fire",
+        "high",
+    )
+    assert rule.resolve_when is not None and rule.when is not None and rule.message is not None
+    templates = Templates()
+
+    def v(payload: object, topic: str = "zigbee2mqtt/living_room/smoke") -> dict[str, object]:
+        return variables(json.dumps(payload), payload, topic, False, rule.name, NOW)
+
+    alarm = v({"smoke": True, "battery": 100})
+    assert templates.when(rule.when, alarm) is True
+    assert templates.when(rule.resolve_when, alarm) is False
+    assert templates.render(rule.message, alarm) == "Smoke in the living room!"
+    clear = v({"smoke": False, "battery": 100})
+    assert templates.when(rule.when, clear) is False
+    assert templates.when(rule.resolve_when, clear) is True
+    # another device's report (no `smoke`) neither opens nor resolves
+    battery = v({"battery": 40})
+    assert templates.when(rule.when, battery) is False
+    assert topic_matches_sub(rule.topic, "zigbee2mqtt/hall/smoke")
+    assert not topic_matches_sub(rule.topic, "zigbee2mqtt/hall")
+
+
+# --------------------------------------------------------------------------- acknowledging from HA
+
+
+def _ha_render(template: str, **context: object) -> str:
+    """Render like Home Assistant does (plain Jinja2 stands in for HA's environment)."""
+    return jinja2.Environment().from_string(template).render(**context)
+
+
+def _render_all(value: object, **context: object) -> object:
+    """Every string inside ``value`` rendered as a template (HA renders action data so)."""
+    if isinstance(value, str):
+        return _ha_render(value, **context)
+    if isinstance(value, dict):
+        return {k: _render_all(v, **context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_all(v, **context) for v in value]
+    return value
+
+
+def test_ha_incident_notification_offers_the_code() -> None:
+    a = _automation("mqtt2sms_incident_notification")
+    (trigger,) = a["triggers"]
+    assert trigger == {"trigger": "mqtt", "topic": "mqtt2sms/incident"}
+    discovered = json.loads(discovery_messages(_ha_default_config(), "1")[0][1])["cmps"]
+    assert discovered["incident"]["state_topic"] == trigger["topic"]
+    (condition,) = a["conditions"]
+
+    def passes(state: str) -> bool:
+        payload = {"id": "417", "rule": "smoke", "key": "zigbee2mqtt/hall/smoke", "state": state}
+        out = _ha_render(condition["value_template"], trigger={"payload_json": payload})
+        return out == "True"
+
+    assert [s for s in discovered["incident"]["event_types"] if passes(s)] == [
+        "opened",
+        "escalated",
+    ]
+    (action,) = a["actions"]
+    assert action["action"].startswith("notify.mobile_app_")
+    payload = {"id": "417", "rule": "smoke", "key": "hall", "state": "escalated", "step": 2}
+    data = _render_all(action["data"], trigger={"payload_json": payload})
+    assert isinstance(data, dict)
+    assert data["title"] == "Alarm: smoke"
+    assert "417" in data["message"]
+    assert data["data"]["actions"] == [{"action": "ACK_417", "title": "Acknowledge"}]
+
+
+def test_ha_acknowledge_automation_publishes_id_and_by() -> None:
+    a = _automation("mqtt2sms_incident_acknowledge")
+    assert a["triggers"] == [{"trigger": "event", "event_type": "mobile_app_notification_action"}]
+    (condition,) = a["conditions"]
+    (action,) = a["actions"]
+    assert action["action"] == "mqtt.publish"
+    data = action["data"]
+    assert (data["topic"], data["qos"], data["retain"]) == ("mqtt2sms/ack", 1, False)
+    people = [
+        {"name": "Alex", "attributes": {"user_id": "u-alex"}},
+        {"name": "Sam", "attributes": {"user_id": "u-sam"}},
+    ]
+
+    def press(action_id: object, user_id: str) -> tuple[str, str]:
+        trigger = {"event": {"data": {"action": action_id}, "context": {"user_id": user_id}}}
+        states = {"person": people}
+        cond = _ha_render(condition["value_template"], trigger=trigger, states=states)
+        if cond != "True":  # HA stops at the condition: the payload is never rendered
+            return cond, ""
+        return cond, _ha_render(data["payload"], trigger=trigger, states=states)
+
+    cond, payload = press("ACK_417", "u-sam")
+    assert cond == "True"
+    assert json.loads(payload) == {"id": "417", "by": "Sam"}
+    cond, payload = press("ACK_52", "someone else")
+    assert json.loads(payload) == {"id": "52", "by": "Home Assistant app"}
+    # another automation's notification button is not ours
+    assert press("OPEN_GARAGE", "u-alex")[0] == "False"
+    assert press(None, "u-alex")[0] == "False"
