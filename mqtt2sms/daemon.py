@@ -18,7 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from mqtt2sms import config as cfg
-from mqtt2sms import discovery, health, rules
+from mqtt2sms import control, discovery, health
 from mqtt2sms.engine import STATS_NOW, Engine, Session
 from mqtt2sms.errors import ConfigError, StorageError
 from mqtt2sms.model import Message
@@ -44,16 +44,6 @@ log = logging.getLogger("mqtt2sms")
 
 STOP_GRACE = 10.0  # seconds the transaction in flight may take at a stop
 RELOAD_WAIT = 5.0  # seconds a reload waits for the sender and the broker before READY=1
-
-
-def subscriptions(config: cfg.Config) -> list[str]:
-    """The filters to subscribe to, none covered by another: the broker sends a retained
-    message once per matching filter, and one message must be one alert."""
-    filters = {r.topic for r in config.rules}
-    filters.add(f"{config.mqtt.base_topic}/ack")
-    if config.homeassistant.discovery:
-        filters.add(discovery.birth_topic(config))
-    return rules.without_overlaps(filters)
 
 
 class Daemon:
@@ -92,7 +82,7 @@ class Daemon:
 
     def _on_message(self, msg: Message) -> None:
         c = self.config
-        if c.homeassistant.discovery and msg.topic == discovery.birth_topic(c):
+        if control.kind(c, msg.topic) == "birth":
             # Home Assistant (re)started: it wants our discovery configs again.
             if msg.payload.strip() == b"online":
                 # its broker may have lost our retained topics too
@@ -143,7 +133,7 @@ class Daemon:
     def _start_link(self) -> None:
         self.link = MqttLink(
             self.config.mqtt,
-            subscriptions(self.config),
+            control.subscriptions(self.config),
             self._on_message,
             self._on_online,
             utcnow,
@@ -288,7 +278,7 @@ class Daemon:
             self.link.stop()
             self._start_link()
         else:
-            subscribed = self.link.set_filters(subscriptions(loaded.config))
+            subscribed = self.link.set_filters(control.subscriptions(loaded.config))
             # READY=1 once the new rules are in force: the sender has them and the broker
             # has acknowledged the new subscriptions (bounded: a lost SUBACK must not hang us)
             subscribed.wait(RELOAD_WAIT)

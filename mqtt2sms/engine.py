@@ -38,11 +38,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from mqtt2sms import config as cfg
-from mqtt2sms import delivery, elapsed, texts, throttle
+from mqtt2sms import control, delivery, elapsed, texts, throttle
 from mqtt2sms.clock import Clock
 from mqtt2sms.delivery import Health
 from mqtt2sms.disk import Disk
 from mqtt2sms.errors import StorageError
+from mqtt2sms.escalation import Desk, for_way
 from mqtt2sms.events import EventSink, Stats
 from mqtt2sms.flights import Flight, Try
 from mqtt2sms.model import Message
@@ -155,7 +156,8 @@ class Engine:
         self._data_version = outbox.data_version()
         self._dv_at = -1e18
         self._checkpointed = mono()
-        self.poller = Poller(outbox, self.disk, self.sink, poll_every)
+        self.desk = Desk(config, outbox, self.sink, self.throttle, tz, self.new_id, self._cancel)
+        self.poller = Poller(outbox, self.disk, self.sink, poll_every, self.desk.on_received)
         self.thread = threading.Thread(target=self._main, name="engine", daemon=True)
 
     # -- clocks ----------------------------------------------------------------------------
@@ -193,6 +195,7 @@ class Engine:
             self.workers.start(name, t)
         self._save(force=True)
         self._refresh()
+        self.desk.publish_list()
         if self.threaded:
             self.thread.start()
 
@@ -282,6 +285,7 @@ class Engine:
                 self._guard(lambda: self._handle(item), item)
         elif item is STATS_NOW:
             self.publish_stats()
+            self.desk.publish_list()
         elif isinstance(item, Session):
             self.disk.attempt(lambda: self.seen.session(item.present))
         elif isinstance(item, Reload):
@@ -320,6 +324,12 @@ class Engine:
     # -- one message -----------------------------------------------------------------------
 
     def _handle(self, msg: Message) -> None:
+        if msg.topic == self.desk.ack_topic:
+            req = None if msg.retained else control.ack_request(msg.payload)
+            if req is not None:
+                self.desk.on_ack(req, self._now_both())  # a full disk: retried, not acked
+            self.ack(msg)
+            return
         if msg.qos > 0 and (msg.mid, msg.digest) in self.flights:
             # the broker sent it again (a reconnect) while its texts are still out: the
             # flight acknowledges it when they end
@@ -355,6 +365,8 @@ class Engine:
         undo = self.throttle.take(routed.state)
         forget = self.seen.note(msg)
         try:
+            if routed.triggers:  # written before the message is acknowledged
+                self.desk.on_triggers(routed.triggers, Now(e, now_w))
             self._start_flight(msg, routed, e, now_w)
         except Exception:
             undo()  # nothing of it was handed to a way out: its retry starts from scratch
@@ -461,7 +473,8 @@ class Engine:
             return
         max_age = self.config.limits.max_age
         ttl = max_age - (self.now_e() - rec.created_at) if max_age > 0 else None
-        out = OutgoingText(rec.id, address, rec.body, rec.subject, rec.priority, ttl)
+        body = for_way(self.config, rec, d.transport)
+        out = OutgoingText(rec.id, address, body, rec.subject, rec.priority, ttl)
         self.workers[d.transport].put(Job(rec.id, out))
 
     def _maybe_finish(self, flight: Flight) -> None:
@@ -617,6 +630,11 @@ class Engine:
 
     def _process_due(self) -> None:
         e = self.now_e()
+        if self.desk.tick(self._now_both()):
+            self._due_changed = True
+        desk_due = self.desk.next_due()
+        if desk_due is not None:
+            self._wake(desk_due)
         if not self._due_changed and (self._wake_at is None or self._wake_at > e):
             return
         self._due_changed = False
@@ -693,17 +711,23 @@ class Engine:
         for name, t in self.transports.items():
             worker = self.workers.get(name)
             if worker is not None and not self.health.get(name, delivery.HEALTHY).is_down(now):
-                for job in self.poller.due(name, t, self.mono(), since):
+                for job in self.poller.due(name, t, self.mono(), since, self.desk.listening):
                     worker.put(job)
 
     def _polled(self, done: Done) -> None:
         now = self._now_both()
-        for row, report in self.poller.answered(done, self.config, now.wall):
+        for row, report in self.poller.answered(done, self.config, now):
             opts = self._options(row.rule)
             ar = delivery.after_report(row.track(), report, opts, now.instant, True)
             for change in plan_report(row, ar, done.transport, report.detail, now):
                 self._apply(row, change, None)
                 row = change.record
+
+    def _cancel(self, way: str, remote_id: str) -> None:
+        """Ask a phone gateway to drop a text it still holds (an incident was acknowledged)."""
+        worker = self.workers.get(way)
+        if worker is not None and hasattr(self.transports.get(way), "cancel"):
+            worker.put(Job(f"cancel:{remote_id}", kind="cancel", ids=(remote_id,)))
 
     def publish_stats(self) -> None:
         self._stats_at = self.mono()
@@ -715,6 +739,7 @@ class Engine:
         pruned = self.disk.attempt(lambda: self.outbox.prune(now - dt.timedelta(seconds=keep))) or 0
         if pruned:
             log.info("pruned %d finished text(s) older than %s", pruned, "limits.keep")
+        self.disk.attempt(lambda: self.desk.prune(self.now_e() - keep))
         rate = self.config.limits.per_recipient
         rules = [(r.name, r.options.cooldown) for r in self.config.rules]
         self.disk.attempt(
@@ -754,7 +779,7 @@ class Engine:
     def _apply_reload(self, loaded: cfg.Loaded) -> None:
         old = self.config
         new = loaded.config
-        self.config = new
+        self.config = self.desk.config = new
         self.templates = Templates()
         self.sink.base_topic = new.mqtt.base_topic
         # a way out whose section changed is built anew, with a clean health (a fixed

@@ -87,6 +87,12 @@ CREATE TABLE IF NOT EXISTS cooldowns (
     PRIMARY KEY (rule, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS recent (recipient TEXT PRIMARY KEY, times TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS incidents (
+    code TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    ended_e REAL,
+    data TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS topics (
     topic TEXT PRIMARY KEY,
     retained TEXT,
@@ -95,7 +101,7 @@ CREATE TABLE IF NOT EXISTS topics (
 """
 
 # Columns added after the first release: (name, declaration), added to an older file at open.
-_ADDED_COLUMNS = (("hold_until", "REAL"), ("arrival", "REAL"))
+_ADDED_COLUMNS = (("hold_until", "REAL"), ("arrival", "REAL"), ("incident", "TEXT"))
 # Likewise for the cooldowns: the digest of the text that started a cooldown (None: unknown).
 _ADDED_COOLDOWN_COLUMNS = (("digest", "TEXT"),)
 
@@ -182,19 +188,8 @@ class Outbox:
     # -- writing ---------------------------------------------------------------------------
 
     def _insert(self, records: Iterable[Record], durable: bool = True) -> None:
-        names = [f for f in _FIELDS if f != "seq"]
-        sql = (
-            f"INSERT OR IGNORE INTO texts ({', '.join(names)})"
-            f" VALUES ({', '.join(':' + n for n in names)})"
-        )
-        rows = []
-        for rec in records:
-            d = {n: getattr(rec, n) for n in names}
-            d["via"] = json.dumps(list(rec.via))
-            d["addresses"] = json.dumps(dict(rec.addresses))
-            rows.append(d)
         with self._tx(durable) as db:
-            db.executemany(sql, rows)
+            _insert_into(db, records)
 
     def enqueue(self, items: Sequence[Record | tuple[Text, Mapping[str, object]]]) -> None:
         """Commit texts that could not leave at once (durable before the MQTT ack). An item
@@ -519,6 +514,64 @@ class Outbox:
                 [(t, v[0], v[1]) for t, v in changes.items() if v],
             )
 
+    # -- incidents (incidents.py decides; each is one row of JSON, its code the key) --------
+
+    def incidents(self, open_only: bool = True) -> list[str]:
+        """The stored incidents (JSON, ``incidents.from_json`` reads them), oldest first."""
+        where = " WHERE state IN ('open', 'acked')" if open_only else ""
+        sql = f"SELECT data FROM incidents{where} ORDER BY json_extract(data, '$.opened_e')"
+        return [str(r[0]) for r in self.db.execute(sql)]
+
+    def incident_codes(self) -> set[str]:
+        """Every code the outbox remembers (open, or ended within ``limits.keep``)."""
+        return {str(r[0]) for r in self.db.execute("SELECT code FROM incidents")}
+
+    def save_incident(
+        self,
+        code: str,
+        state: str,
+        ended_e: float | None,
+        data: str,
+        texts: Sequence[Record] = (),
+        drop_waiting: str | None = None,
+    ) -> list[tuple[str, str]]:
+        """In one durable transaction: write the incident, drop its texts still waiting
+        (``drop_waiting``: the reason; they become ``failed``, never sent) and queue its new
+        ``texts``. Returns the (way out, remote id) of its texts a phone gateway may still
+        hold, to be cancelled there."""
+        held: list[tuple[str, str]] = []
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO incidents (code, state, ended_e, data) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(code) DO UPDATE SET state = excluded.state,"
+                " ended_e = excluded.ended_e, data = excluded.data",
+                (code, state, ended_e, data),
+            )
+            if drop_waiting is not None:
+                db.execute(
+                    "UPDATE texts SET state = 'failed', last_error = ?, finished_at = next_at"
+                    " WHERE incident = ? AND state = 'queued'",
+                    (drop_waiting, code),
+                )
+                held = [
+                    (str(t), str(r))
+                    for t, r in db.execute(
+                        "SELECT transport, remote_id FROM texts WHERE incident = ?"
+                        " AND state = 'sent' AND remote_id IS NOT NULL",
+                        (code,),
+                    )
+                ]
+            _insert_into(db, texts)
+        return held
+
+    def prune_incidents(self, before: float) -> int:
+        """Forget incidents that ended before ``before`` (elapsed): their codes are free."""
+        with self._tx():
+            c = self.db.execute(
+                "DELETE FROM incidents WHERE ended_e IS NOT NULL AND ended_e < ?", (before,)
+            )
+        return c.rowcount
+
     def checkpoint(self) -> None:
         """Copy the WAL back into the database (PASSIVE: never waits for a reader)."""
         self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -537,6 +590,21 @@ class Outbox:
                 "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
                 list(items.items()),
             )
+
+
+def _insert_into(db: sqlite3.Connection, records: Iterable[Record]) -> None:
+    names = [f for f in _FIELDS if f != "seq"]
+    sql = (
+        f"INSERT OR IGNORE INTO texts ({', '.join(names)})"
+        f" VALUES ({', '.join(':' + n for n in names)})"
+    )
+    rows = []
+    for rec in records:
+        d = {n: getattr(rec, n) for n in names}
+        d["via"] = json.dumps(list(rec.via))
+        d["addresses"] = json.dumps(dict(rec.addresses))
+        rows.append(d)
+    db.executemany(sql, rows)
 
 
 def _translating(fn: Callable[_P, _R]) -> Callable[_P, _R]:

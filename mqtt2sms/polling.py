@@ -2,9 +2,15 @@
 
 Theory of operation. A way out that can tell (``transports.base.Reporting`` /
 ``Receiving``) is asked on a schedule kept here, through its own worker (a slow phone holds
-back no other way out): each way out says how often (``poll_every``) and whether it reads
-received texts at all (``receives``); nothing here knows a way out by its name. One question
-of each kind is out at a time per way out; a way out that is down is not asked.
+back no other way out). Each way out says how often (``poll_every``; received texts every
+``receive_every`` when it says so), whether it reads received texts always (``receives``),
+or can when asked (``can_receive``); nothing here knows a way out by its name. A way out
+that can but was not told to always is asked once at the start (its mark moves past what is
+already there) and then only while an incident waits for an acknowledgement
+(``listening``): an idle daemon asks nothing. One question of each kind is out at a time
+per way out; a way out that is down is not asked, and a failing question is logged when its
+error changes, then once every ``LOG_EVERY`` seconds. Each received text is published, then
+handed to ``on_received`` (the incidents' desk, which reads replies).
 
 ``received_body`` decides, without I/O, what a received text becomes on
 ``<base>/received``: who sent it (a contact, or a stranger) and whether ``received:`` lets it
@@ -16,6 +22,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import time
+from collections.abc import Callable
 from typing import Literal
 
 from mqtt2sms import config as cfg
@@ -24,7 +32,7 @@ from mqtt2sms.disk import Disk
 from mqtt2sms.errors import Mqtt2SmsError
 from mqtt2sms.events import EventSink
 from mqtt2sms.outbox import Outbox
-from mqtt2sms.texts import Record
+from mqtt2sms.texts import Now, Record
 from mqtt2sms.transports.base import (
     Checking,
     ReceivedText,
@@ -39,6 +47,7 @@ log = logging.getLogger("mqtt2sms")
 Kind = Literal["reports", "receive", "stats"]
 STATS_EVERY = 300.0  # seconds between a way out's word on itself (a modem's signal), at least
 DEFAULT_EVERY = 15.0  # seconds, for a way out that does not say
+LOG_EVERY = 60.0  # seconds between log lines of the same failing question, at least
 REPORT_FIRST = 5.0  # seconds (or the way out's poll_every, when shorter): a text's delivery
 REPORT_MAX = 600.0  # report is first asked for that long after it was sent, then at doubling
 # gaps up to REPORT_MAX, until it is final (or too old to ask about)
@@ -51,8 +60,16 @@ def every(transport: Transport, default: float = DEFAULT_EVERY) -> float:
 
 
 def receives(transport: Transport) -> bool:
-    """Whether ``transport`` reads received texts (it can, and it was told to)."""
+    """Whether ``transport`` reads received texts always (it can, and it was told to)."""
     return isinstance(transport, Receiving) and bool(getattr(transport, "receives", False))
+
+
+def can_receive(transport: Transport) -> bool:
+    """Whether ``transport`` can read received texts (replies to our texts) when asked."""
+    return isinstance(transport, Receiving) and bool(getattr(transport, "can_receive", False))
+
+
+OnReceived = Callable[[str, ReceivedText, Now], None]
 
 
 class Poller:
@@ -60,9 +77,17 @@ class Poller:
     one and applies the reports it hands back."""
 
     def __init__(
-        self, outbox: Outbox, disk: Disk, sink: EventSink, default_every: float = DEFAULT_EVERY
+        self,
+        outbox: Outbox,
+        disk: Disk,
+        sink: EventSink,
+        default_every: float = DEFAULT_EVERY,
+        on_received: OnReceived | None = None,
     ) -> None:
         self.outbox = outbox
+        self.on_received = on_received
+        self._read_once: set[str] = set()  # the ways out read at least once since the start
+        self._failed: dict[tuple[str, str], tuple[str, float]] = {}  # last logged failure
         self.disk = disk
         self.sink = sink
         self.default_every = default_every
@@ -71,15 +96,26 @@ class Poller:
         # (way out, remote id) -> (monotonic: when to ask for its report next, the gap then)
         self._reports: dict[tuple[str, str], tuple[float, float]] = {}
 
-    def due(self, name: str, transport: Transport, mono: float, since: float) -> list[Job]:
+    def due(
+        self, name: str, transport: Transport, mono: float, since: float, listening: bool = False
+    ) -> list[Job]:
         """The questions to put to ``transport`` now: the reports of the texts it took
-        since ``since`` (elapsed) that have none yet, and the texts after its mark."""
+        since ``since`` (elapsed) that have none yet, and the texts after its mark (always
+        when it ``receives``; else at the start and while ``listening``)."""
         jobs: list[Job] = []
         interval = every(transport, self.default_every)
+        reading = receives(transport) or (
+            can_receive(transport) and (listening or name not in self._read_once)
+        )
         for kind in ("reports", "receive", "stats"):
             key: tuple[str, Kind] = (name, kind)
             first = min(REPORT_FIRST, interval)
-            tick = {"reports": first, "receive": interval}.get(kind, STATS_EVERY)
+            receive_every = getattr(transport, "receive_every", None)
+            if isinstance(receive_every, int | float) and receive_every > 0:
+                receive_tick = float(receive_every)
+            else:
+                receive_tick = interval
+            tick = {"reports": first, "receive": receive_tick}.get(kind, STATS_EVERY)
             if key in self._out or mono - self._asked.get(key, -1e18) < tick:
                 continue
             self._asked[key] = mono
@@ -88,7 +124,7 @@ class Poller:
                 ids = self._reports_due(name, mono, since, first)
                 if ids:
                     job = Job(f"reports:{name}", kind="reports", ids=tuple(ids))
-            elif kind == "receive" and receives(transport):
+            elif kind == "receive" and reading:
                 mark = self.disk.attempt(lambda: self.outbox.get_kv(f"mark:{name}"))
                 job = Job(f"receive:{name}", kind="receive", mark=mark)
             elif kind == "stats" and isinstance(transport, Checking):
@@ -118,16 +154,22 @@ class Poller:
         return due
 
     def answered(
-        self, done: Done, config: cfg.Config, wall: dt.datetime
+        self, done: Done, config: cfg.Config, now: Now
     ) -> list[tuple[Record, delivery.Report]]:
-        """An answer came back: received texts are published (as ``received:`` allows) and
-        the mark moved past them; the final reports are returned with their rows."""
+        """An answer came back: received texts are published (as ``received:`` allows),
+        handed to ``on_received``, and the mark moved past them; the final reports are
+        returned with their rows."""
+        wall = now.wall
         name = done.transport
         self._out.discard((name, done.job.kind))
         if done.error is not None:
             err = done.error
             why = str(err) if isinstance(err, Mqtt2SmsError) else f"{type(err).__name__}: {err}"
-            log.warning("%s: asking for %s failed: %s", name, done.job.kind, why)
+            said, at = self._failed.get((name, done.job.kind), ("", -1e18))
+            mono = time.monotonic()
+            if why != said or mono - at >= LOG_EVERY:
+                self._failed[(name, done.job.kind)] = (why, mono)
+                log.warning("%s: asking for %s failed: %s", name, done.job.kind, why)
             if done.job.kind == "stats":
                 self.sink.set_way_out_stats(name, None)  # it did not answer: not known
             return []
@@ -143,11 +185,15 @@ class Poller:
                 ok = rep.state == "delivered"
                 report = delivery.Report("delivered" if ok else "undelivered", rep.detail)
                 out.append((row, report))
+        if done.job.kind == "receive":
+            self._read_once.add(name)
         if done.job.kind == "receive" and done.mark is not None:
             for rx in done.received:
                 body = received_body(config, name, rx, wall)
                 if body is not None:
                     self.sink.publish_json("received", body)
+                if self.on_received is not None:
+                    self.on_received(name, rx, now)
             self.disk.attempt(lambda: self.outbox.set_kv({f"mark:{name}": str(done.mark)}))
         return out
 

@@ -30,8 +30,21 @@ _RAW_ADDRESS = re.compile(r"^[+\d(][\d\s().+-]*$|@")
 
 
 @dataclass(frozen=True)
+class Trigger:
+    """A message of a rule with ``escalate``: it opens or joins the incident of its (rule,
+    key), or resolves it (``resolves``: its ``resolve_when`` held); ``incidents.py`` decides."""
+
+    rule: str
+    key: str
+    policy: str
+    message: str
+    resolves: bool = False
+
+
+@dataclass(frozen=True)
 class Routed:
     texts: tuple[Text, ...] = ()
+    triggers: tuple[Trigger, ...] = ()
     events: tuple[Event, ...] = ()
     state: throttle.ThrottleState = field(default_factory=throttle.ThrottleState.empty)
     problems: tuple[str, ...] = ()  # template errors and the like, for the log
@@ -123,6 +136,7 @@ def route(
         out.rule(rule)
     return Routed(
         texts=tuple(out.texts),
+        triggers=tuple(out.triggers),
         events=tuple(out.events),
         state=out.state,
         problems=tuple(out.problems),
@@ -157,6 +171,7 @@ class _Builder:
         self.text = text
         self.parsed = parsed
         self.texts: list[Text] = []
+        self.triggers: list[Trigger] = []
         self.events: list[Event] = []
         self.problems: list[str] = []
         self.matched: list[str] = []
@@ -205,6 +220,13 @@ class _Builder:
             self.text, self.parsed, msg.topic, msg.retained, rule.name, self.now.astimezone(self.tz)
         )
         fallback = False
+        if rule.escalate and rule.resolve_when and self._holds(rule, rule.resolve_when, v):
+            # it resolves the open incident of its key, whatever `when` says
+            obj = self.parsed if isinstance(self.parsed, dict) else None
+            key, body = self._key(rule, v, obj), self._body(rule, v, False)
+            self.matched.append(rule.name)
+            self.triggers.append(Trigger(rule.name, key, rule.escalate, body, resolves=True))
+            return
         if rule.when:
             try:
                 notes: list[str] = []
@@ -223,6 +245,11 @@ class _Builder:
                 fallback = True
         self.matched.append(rule.name)
         obj = self.parsed if isinstance(self.parsed, dict) else None
+        if rule.escalate:
+            # the incident's steps choose the recipients; cooldowns and rates do not apply
+            key, body = self._key(rule, v, obj), self._body(rule, v, fallback)
+            self.triggers.append(Trigger(rule.name, key, rule.escalate, body))
+            return
 
         names = self._recipients(rule, obj)
         if names is None:
@@ -243,24 +270,7 @@ class _Builder:
             else:
                 self.problems.append(f"rule {rule.name}: payload priority {p!r} ignored")
 
-        key = msg.topic
-        if rule.key:
-            key = self._render(rule, "key", rule.key, v) or msg.topic
-        payload_key = obj.get("key") if obj is not None and not rule.to_set else None
-        if isinstance(payload_key, str | int) and not isinstance(payload_key, bool):
-            key = str(payload_key)
-
-        body: str | None = None
-        if not fallback:
-            if rule.message:
-                body = self._render(rule, "message", rule.message, v)
-            else:
-                body = self.templates.default_message(v)
-            if body is not None and not body.strip():
-                self.problems.append(f"rule {rule.name}: message rendered empty")
-                body = None
-        if body is None:
-            body = f"{rule.name}: {self.text}"
+        key, body = self._key(rule, v, obj), self._body(rule, v, fallback)
         subject = None
         if rule.options.subject:
             subject = self._render(rule, "subject", rule.options.subject, v) or None
@@ -380,6 +390,34 @@ class _Builder:
                 self.state, rule.name, key, self.elapsed, text_digest=said
             )
 
+    def _holds(self, rule: cfg.Rule, expr: str, v: Variables) -> bool:
+        try:
+            return bool(self.templates.when(expr, v, []))
+        except TemplateError as exc:
+            self.problems.append(f"rule {rule.name}: resolve_when failed: {exc}")
+            return False
+
+    def _key(self, rule: cfg.Rule, v: Variables, obj: dict[str, object] | None) -> str:
+        key = self.message.topic
+        if rule.key:
+            key = self._render(rule, "key", rule.key, v) or key
+        payload_key = obj.get("key") if obj is not None and not rule.to_set else None
+        if isinstance(payload_key, str | int) and not isinstance(payload_key, bool):
+            key = str(payload_key)
+        return key
+
+    def _body(self, rule: cfg.Rule, v: Variables, fallback: bool) -> str:
+        body: str | None = None
+        if not fallback:
+            if rule.message:
+                body = self._render(rule, "message", rule.message, v)
+            else:
+                body = self.templates.default_message(v)
+            if body is not None and not body.strip():
+                self.problems.append(f"rule {rule.name}: message rendered empty")
+                body = None
+        return f"{rule.name}: {self.text}" if body is None else body
+
     def _format(self, rule: cfg.Rule, body: str, suffix: str, subject: str | None) -> sms.Formatted:
         o = rule.options
         return sms.compose(
@@ -394,9 +432,6 @@ class _Builder:
 
     def _recipients(self, rule: cfg.Rule, obj: dict[str, object] | None) -> list[str] | None:
         """The names to text, or None when nothing is left (events already recorded)."""
-        if rule.escalate and rule.escalate in self.config.escalations:
-            # Escalation arrives in a later issue; until then the policy's first step is texted.
-            return list(self.config.escalations[rule.escalate].steps[0].to)
         if rule.to_set or obj is None or "to" not in obj:
             return list(rule.options.to)
         asked = _names(obj["to"])

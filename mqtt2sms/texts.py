@@ -72,6 +72,7 @@ class Record:
     mid: int | None = None  # the MQTT message it came from (a redelivery is looked up)
     digest: str | None = None
     epoch: int | None = None
+    incident: str | None = None  # the code of the incident it texts for (incidents.py)
     seq: int = 0  # the outbox's order of writing (0 in memory)
 
     @classmethod

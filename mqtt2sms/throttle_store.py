@@ -138,6 +138,11 @@ class LiveThrottle:
 
         return undo
 
+    def count(self, parts: int, now: dt.datetime, tz: dt.tzinfo) -> None:
+        """Texts that pass every limit (an incident's) still count toward the daily cap."""
+        st = throttle.note_deferred(self.view(), parts, now, tz)
+        self.day, self.day_count, self.dirty = st.day, st.day_count, True
+
     def keep(self, state: throttle.ThrottleState) -> None:
         """Mark a routing's changes for saving (its texts are committed or sent)."""
         self.dirty_cooldowns.update(throttle.changes(state.cooldowns))

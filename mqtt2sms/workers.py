@@ -21,6 +21,7 @@ from typing import Literal
 from mqtt2sms import delivery
 from mqtt2sms.errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
 from mqtt2sms.transports.base import (
+    Cancelling,
     Checking,
     DeliveryReport,
     OutgoingText,
@@ -37,8 +38,8 @@ log = logging.getLogger("mqtt2sms")
 class Job:
     key: str  # the engine's handle for the try (a text id), or for the poll
     text: OutgoingText | None = None
-    kind: Literal["send", "reports", "receive", "stats"] = "send"
-    ids: tuple[str, ...] = ()  # remote ids, for "reports"
+    kind: Literal["send", "reports", "receive", "stats", "cancel"] = "send"
+    ids: tuple[str, ...] = ()  # remote ids, for "reports" and "cancel"
     mark: str | None = None  # the high-water mark, for "receive"
 
 
@@ -73,6 +74,10 @@ def run(name: str, transport: Transport, job: Job, mono: Callable[[], float]) ->
             return Done(job, name, None, received=tuple(got), mark=mark)
         if job.kind == "stats" and isinstance(transport, Checking):
             return Done(job, name, None, stats=transport.stats())
+        if job.kind == "cancel" and isinstance(transport, Cancelling):
+            for remote_id in job.ids:
+                transport.cancel(remote_id)
+            return Done(job, name, None)
     except Exception as exc:  # a poll that fails is asked again at the next one
         return Done(job, name, None, error=exc)
     return Done(job, name, None, error=DeliveryError(f"{name} cannot {job.kind}"))

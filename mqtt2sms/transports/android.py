@@ -194,6 +194,7 @@ class AndroidTransport:
         self._config = config
         self.poll_every = config.poll  # for the engine's poller (polling.py)
         self.receives = config.receive  # read the phone's inbox every poll_every
+        self.can_receive = True  # and at the start, and while an incident waits
         # the phone takes our text id and answers a resend of it with 409 (done): the engine
         # commits a text for it before trying it, so a kill never sends it twice
         self.commit_first = True

@@ -79,7 +79,8 @@ class ReceivedText:
 
 
 # Attributes a transport may have, read by the engine with a default:
-# - ``poll_every`` (seconds) and ``receives`` (bool): see ``polling.py``;
+# - ``poll_every`` and ``receive_every`` (seconds), ``receives`` and ``can_receive`` (bool):
+#   see ``polling.py``;
 # - ``keep_open`` (bool): its worker never closes it when idle (a modem's port);
 # - ``commit_first`` (bool): the way out takes our text id and answers a resend of it as done
 #   (the Android gateway's 409), so a text for it is committed before it is tried and a kill
@@ -91,6 +92,13 @@ class Checking(Protocol):
     def stats(self) -> dict[str, object]:
         """What the way out says of itself for ``<base>/stats`` (a modem's signal,
         registration and SIM fill), asked every few minutes; raises ``DeliveryError``."""
+        ...
+
+
+@runtime_checkable
+class Cancelling(Protocol):
+    def cancel(self, remote_id: str) -> bool:
+        """Ask the way out to drop a text it still holds (a phone gateway's queue)."""
         ...
 
 

@@ -30,8 +30,8 @@ class FakeTransport:
     ``script`` is either a callable (given the text; returns a ``Receipt`` or raises) or a
     sequence of outcomes used one per send: a ``Receipt`` is returned, an exception raised,
     ``None`` means the default receipt. Once the sequence runs out every send succeeds.
-    ``probe_error``, when set, is raised by ``probe``. ``poll_every`` and ``receives`` are
-    what a way out tells the engine's poller (see ``polling.py``).
+    ``probe_error``, when set, is raised by ``probe``. ``poll_every``, ``receives`` and
+    ``can_receive`` are what a way out tells the engine's poller (see ``polling.py``).
     """
 
     def __init__(
@@ -42,11 +42,13 @@ class FakeTransport:
         probe_error: BaseException | None = None,
         poll_every: float = 15.0,
         receives: bool = False,
+        can_receive: bool = False,
         commit_first: bool = False,
     ) -> None:
         self.name = name
         self.poll_every = poll_every  # how often the engine asks for reports and texts
-        self.receives = receives  # whether it reads received texts
+        self.receives = receives  # whether it reads received texts always
+        self.can_receive = can_receive  # at the start and while an incident waits
         self.commit_first = commit_first  # texts for it are committed before it is tried
         self.sent: list[OutgoingText] = []
         self.delivered: list[OutgoingText] = []

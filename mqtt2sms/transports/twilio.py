@@ -218,6 +218,8 @@ class TwilioTransport:
         self._config = config
         self.poll_every = config.poll  # for the engine's poller (polling.py)
         self.receives = config.receive  # read the texts sent to `from` every poll_every
+        # the replies to `from` can be read (not those to a messaging service's pool)
+        self.can_receive = bool(config.from_number)
         self._page_size = page_size
         self._base = f"{API}/Accounts/{config.account_sid}"
         self._http = HttpClient(

@@ -160,9 +160,10 @@ def test_the_twilio_token_never_reaches_the_log(
 ) -> None:
     # a server error, then the token refused (401, Twilio 20003): each is logged and told on
     # mqtt2sms/event, the token never; the text leaves by the gateway after failover_after
-    twilio.fail(500)
-    twilio.fail(401)
-    twilio.fail(401)
+    # (the sends fail: the daemon's one look at the inbox at its start is a GET)
+    twilio.fail(500, method="POST")
+    twilio.fail(401, method="POST")
+    twilio.fail(401, method="POST")
     d = daemon_factory(
         config(
             mosquitto,
@@ -192,7 +193,7 @@ def test_the_twilio_token_never_reaches_the_log(
 def test_a_permanent_twilio_refusal_is_told_when_the_text_moves_on(
     mosquitto: Mosquitto, sink: Sink, twilio: FakeTwilio, daemon_factory: Any
 ) -> None:
-    twilio.fail(400, code=21610)
+    twilio.fail(400, code=21610, method="POST")
     d = daemon_factory(
         config(
             mosquitto,

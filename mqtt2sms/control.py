@@ -1,0 +1,82 @@
+"""The control topics: what the daemon subscribes to besides the rules, and what each is.
+
+Theory of operation. Three kinds of message are not alerts to route:
+
+- ``<base>/ack``: an acknowledgement of an incident: its code, JSON ``{"id": ..., "by": ...}``,
+  or ``all``. ``ack_request`` reads it; the engine hands it to the incidents' desk
+  (``escalation.py``). A retained one is never acted on (it would acknowledge again at
+  every reconnect);
+- Home Assistant's birth message (``<prefix>/status``, with discovery on): it restarted and
+  wants our discovery configs again; the daemon answers it;
+- ``<base>/notify`` is an alert like any other: the built-in ``notify`` rule routes it.
+
+``kind`` says which a topic is; this is the one place that knows. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+from mqtt2sms import config as cfg
+from mqtt2sms import discovery, rules
+
+Kind = Literal["ack", "birth", "alert"]
+
+
+def ack_topic(config: cfg.Config) -> str:
+    return f"{config.mqtt.base_topic}/ack"
+
+
+def subscriptions(config: cfg.Config) -> list[str]:
+    """The filters to subscribe to, none covered by another: the broker sends a retained
+    message once per matching filter, and one message must be one alert."""
+    filters = {r.topic for r in config.rules}
+    filters.add(ack_topic(config))
+    if config.homeassistant.discovery:
+        filters.add(discovery.birth_topic(config))
+    return rules.without_overlaps(filters)
+
+
+def kind(config: cfg.Config, topic: str) -> Kind:
+    if topic == ack_topic(config):
+        return "ack"
+    if config.homeassistant.discovery and topic == discovery.birth_topic(config):
+        return "birth"
+    return "alert"
+
+
+@dataclass(frozen=True)
+class AckRequest:
+    code: str | None  # None: every open incident (``all``)
+    by: str
+
+
+def ack_request(payload: bytes) -> AckRequest | None:
+    """What a message on ``<base>/ack`` asks: ``417``, ``all``, or JSON ``{"id": "417",
+    "by": "kitchen panel"}`` (``id`` may be a number, or ``all``). None: it asks nothing
+    we can read."""
+    text = payload.decode("utf-8", "replace").strip()
+    by = "mqtt"
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(obj, dict):
+            return None
+        who = obj.get("by")
+        if isinstance(who, str) and who.strip():
+            by = " ".join(who.split())[:40]
+        ident = obj.get("id")
+        if isinstance(ident, int) and not isinstance(ident, bool):
+            ident = str(ident)
+        if not isinstance(ident, str):
+            return None
+        text = ident.strip()
+    if text.lower() == "all":
+        return AckRequest(None, by)
+    if text.isascii() and text.isdigit() and 3 <= len(text) <= 4:
+        return AckRequest(text, by)
+    return None

@@ -1,0 +1,289 @@
+"""The incidents' desk: where incidents (``incidents.py``) meet the outbox, MQTT and replies.
+
+Theory of operation. The engine hands the desk what concerns incidents and nothing else:
+
+- the ``router.Trigger``s of a message (a rule with ``escalate``): each opens, joins or
+  resolves the incident of its (rule, key);
+- the time (``tick``): the steps, repeats, ``give_up`` and holds that are due;
+- an acknowledgement on ``<base>/ack`` (``control.ack_request``) and every received text (a
+  reply, read by ``replies.py``).
+
+``incidents.py`` decides each move; the desk makes it, in one durable transaction of the
+outbox: the incident's row, its texts queued (they then leave like any queued text: durable,
+retried, with failover), and, on an acknowledgement or a resolution, its texts still waiting
+dropped. Only then are its events published on ``<base>/incident`` and the open ones on
+``<base>/incidents`` (retained), and a phone gateway asked to cancel what it still holds. A
+message whose incident could not be written is not acknowledged to the broker (the engine
+retries it), so a full disk loses no alarm.
+
+Incident texts are ``high`` priority: they pass cooldowns, rate limits and quiet hours (the
+policy bounds them) and count toward the daily cap. A step's text ends with ``Reply ACK 417``
+when the contact's first way out reads replies, ``ACK 417`` otherwise (``for_way`` shortens it
+when a text leaves by a way out that does not).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+from collections.abc import Callable, Sequence
+
+from mqtt2sms import config as cfg
+from mqtt2sms import incidents, replies, sms, ways
+from mqtt2sms.control import AckRequest
+from mqtt2sms.errors import StorageError
+from mqtt2sms.events import EventSink
+from mqtt2sms.incidents import Incident, Outcome
+from mqtt2sms.outbox import Outbox
+from mqtt2sms.router import Trigger
+from mqtt2sms.texts import Now, Record
+from mqtt2sms.throttle_store import LiveThrottle
+from mqtt2sms.transports.base import ReceivedText
+
+log = logging.getLogger("mqtt2sms")
+
+Cancel = Callable[[str, str], None]  # (way out, remote id): ask a phone gateway to drop it
+RETRY_AFTER_STORAGE = 5.0  # seconds before a due incident the disk refused is tried again
+
+
+def suffix(code: str, reads: bool) -> str:
+    return f" Reply ACK {code}" if reads else f" ACK {code}"
+
+
+def for_way(config: cfg.Config, rec: Record, way: str) -> str:
+    """The body of ``rec`` as it leaves by ``way``: an incident's ``Reply ACK 417`` becomes
+    ``ACK 417`` by a way out whose replies nothing reads (a gateway answers by email)."""
+    if rec.incident is None or ways.reads_replies(config, way):
+        return rec.body
+    return rec.body.replace(suffix(rec.incident, True), suffix(rec.incident, False))
+
+
+class Desk:
+    def __init__(
+        self,
+        config: cfg.Config,
+        outbox: Outbox,
+        sink: EventSink,
+        throttle: LiveThrottle,
+        tz: dt.tzinfo,
+        new_id: Callable[[], str],
+        cancel: Cancel,
+        rand: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.sink = sink
+        self.throttle = throttle
+        self.tz = tz
+        self.new_id = new_id
+        self.cancel = cancel
+        self.rand = rand or random.SystemRandom()
+        self.open: dict[str, Incident] = {}
+        for data in outbox.incidents():
+            inc = incidents.from_json(data)
+            self.open[inc.code] = inc
+        self.codes = outbox.incident_codes()
+        self._retry_at = -1e18
+        self._queued = False  # texts were queued since the engine last asked (``tick``)
+
+    # -- what the engine asks --------------------------------------------------------------
+
+    @property
+    def ack_topic(self) -> str:
+        return f"{self.config.mqtt.base_topic}/ack"
+
+    @property
+    def listening(self) -> bool:
+        """Is an incident waiting for an acknowledgement (replies are read then)?"""
+        return any(i.state == "open" for i in self.open.values())
+
+    def next_due(self) -> float | None:
+        """When ``tick`` has something to do next (elapsed), or None."""
+        times = [i.next_due for i in self.open.values() if i.next_due is not None]
+        return max(min(times), self._retry_at) if times else None
+
+    def _of_key(self, rule: str, key: str) -> Incident | None:
+        return next((i for i in self.open.values() if (i.rule, i.key) == (rule, key)), None)
+
+    def on_triggers(self, triggers: Sequence[Trigger], now: Now) -> None:
+        """A message's triggers. Raises ``StorageError`` when the outbox refuses them (then
+        the message is not acknowledged, and nothing of it was written)."""
+        for t in triggers:
+            inc = self._of_key(t.rule, t.key)
+            if t.resolves:
+                if inc is not None:
+                    self._make(incidents.resolve(inc, t.message, now.e), now)
+                continue
+            if inc is not None:
+                self._make(incidents.join(inc), now)
+                log.info("incident %s: another message for %s joins it", inc.code, t.key)
+                continue
+            if t.policy not in self.config.escalations:
+                log.error("rule %s: escalation policy %s is gone", t.rule, t.policy)
+                continue
+            code = incidents.new_code(self.rand, self.codes | set(self.open))
+            policy = incidents.policy_of(self.config, t.policy)
+            wall = now.wall.timestamp()
+            opened = incidents.open_(code, t.rule, t.key, policy, t.message, "high", now.e, wall)
+            self._make(opened, now)
+
+    def tick(self, now: Now) -> bool:
+        """Make what is due; True when texts were queued since the last call (by anything:
+        a step, an acknowledgement, a resolution), so the engine looks at the outbox."""
+        due = self.next_due()
+        if due is not None and due <= now.e:
+            self._retry_at = -1e18
+            for inc in list(self.open.values()):
+                out = incidents.due(inc, now.e)
+                try:
+                    self._make(out, now)
+                except StorageError as exc:
+                    self._retry_at = now.e + RETRY_AFTER_STORAGE
+                    log.error("incident %s: cannot write its next step: %s", inc.code, exc)
+                    self.sink.set_error(f"outbox: {exc}", "outbox")
+                    break
+        queued, self._queued = self._queued, False
+        return queued
+
+    def on_ack(self, req: AckRequest, now: Now) -> bool:
+        """An acknowledgement on ``<base>/ack`` (or from ``mqtt2sms incidents ack``)."""
+        targets = [
+            i for i in self.open.values() if i.state == "open" and req.code in (None, i.code)
+        ]
+        if not targets:
+            log.info(
+                "acknowledgement of %s by %s: no such open incident", req.code or "all", req.by
+            )
+        for inc in targets:
+            self._ack(inc, req.by, "mqtt", now)
+        return bool(targets)
+
+    def on_received(self, via: str, rx: ReceivedText, now: Now) -> None:
+        """A text a way out received: an acknowledgement when ``replies`` says so."""
+        reply = replies.parse(rx.text)
+        if reply is None:
+            return
+        cc = self.config.defaults.country_code
+        contact = replies.contact_of(rx.sender, self.config.contacts, cc)
+        waiting = [i for i in self.open.values() if i.state == "open"]
+        cands = [replies.Candidate(i.code, frozenset(i.texted), _utc(i.opened_at)) for i in waiting]
+        codes = replies.matches(reply, contact, rx.at, now.wall, cands, len(waiting))
+        if not codes or contact is None:
+            who = contact or replies.mask(rx.sender)
+            log.info("a reply by %s from %s acknowledges no incident", via, who)
+            return
+        for code in codes:
+            self._ack(self.open[code], contact, f"sms via {via}", now)
+
+    def publish_list(self) -> None:
+        self.sink.publish_json("incidents", incidents.listing(self.open.values()), retain=True)
+
+    def prune(self, before: float) -> None:
+        if self.outbox.prune_incidents(before):
+            self.codes = self.outbox.incident_codes()
+
+    # -- making a move ---------------------------------------------------------------------
+
+    def _ack(self, inc: Incident, by: str, how: str, now: Now) -> None:
+        rule = next((r for r in self.config.rules if r.name == inc.rule), None)
+        self_resolving = rule is not None and rule.resolve_when is not None
+        self._make(incidents.ack(inc, by, how, now.e, self_resolving=self_resolving), now)
+
+    def _make(self, out: Outcome, now: Now) -> bool:
+        """Write ``out`` (one transaction), then say it. Raises ``StorageError``."""
+        if not out.changed:
+            return False
+        inc = out.incident
+        records = [r for s in out.sends for r in self._records(inc, s, now)]
+        why = f"incident {inc.code} {inc.state}: not sent" if out.drop_waiting else None
+        held = self.outbox.save_incident(
+            inc.code, inc.state, inc.ended_e, incidents.to_json(inc), records, why
+        )
+        self.codes.add(inc.code)
+        if inc.is_open:
+            self.open[inc.code] = inc
+        else:
+            self.open.pop(inc.code, None)
+        if records:
+            self.throttle.count(len(records), now.wall, self.tz)
+            self._queued = True
+        for note in out.notes:
+            self._say(inc, note, now)
+        if out.notes:
+            self.publish_list()
+        for way, remote in held:
+            self.cancel(way, remote)
+        return bool(records)
+
+    def _say(self, inc: Incident, note: incidents.Note, now: Now) -> None:
+        at = now.wall.astimezone(self.tz).isoformat(timespec="seconds")
+        body: dict[str, object] = {
+            "id": inc.code,
+            "rule": inc.rule,
+            "key": inc.key,
+            "state": note.state,
+            "step": note.step,
+            "by": note.by,
+            "at": at,
+        }
+        if note.how:
+            body["how"] = note.how
+        who = f" by {note.by} ({note.how})" if note.by else ""
+        log.warning(
+            "incident %s (%s, %s): %s, step %d%s",
+            inc.code,
+            inc.rule,
+            inc.key,
+            note.state,
+            note.step,
+            who,
+        )
+        self.sink.publish_json("incident", body)
+
+    def _records(self, inc: Incident, send: incidents.Send, now: Now) -> list[Record]:
+        contact = self.config.contacts.get(send.to)
+        if contact is None:
+            log.error("incident %s: contact %s is no longer in the config", inc.code, send.to)
+            return []
+        rule = next((r for r in self.config.rules if r.name == inc.rule), None)
+        opts = rule.options if rule is not None else self.config.defaults
+        via = cfg.contact_via(self.config, contact, opts, rule is not None and rule.via_set)
+        reach = ways.addresses(contact, via)
+        if not reach:
+            log.error("incident %s: %s has no address for %s", inc.code, send.to, ", ".join(via))
+            return []
+        tail = suffix(inc.code, ways.reads_replies(self.config, via[0]))
+        formatted = sms.compose(
+            send.body,
+            max_length=opts.max_length,
+            long=opts.long,
+            max_parts=opts.max_parts,
+            charset=opts.charset,
+            suffix=tail if send.kind == "step" else "",
+        )
+        alert = self.new_id()
+        return [
+            Record(
+                id=f"{alert}-{n}",
+                alert_id=alert,
+                rule=inc.rule,
+                key=inc.key,
+                recipient=send.to,
+                via=via,
+                addresses=reach,
+                body=part,
+                subject=None,
+                priority="high",
+                created_at=now.e,
+                state="queued",
+                next_at=now.e,
+                arrival=now.e,
+                incident=inc.code,
+            )
+            for n, part in enumerate(formatted.parts, 1)
+        ]
+
+
+def _utc(t: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(t, dt.UTC)
