@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from mqtt2sms import __version__, addon, carriers, elapsed, health, throttle
+from mqtt2sms import __version__, addon, carriers, cli_incidents, elapsed, health, throttle
 from mqtt2sms import config as cfg
 from mqtt2sms.errors import ConfigError, DeliveryError, MqttError
 
@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("action", nargs="?", default="list", choices=["list", "retry", "drop"])
     q.add_argument("id", nargs="?")
     q.add_argument("--all", action="store_true", help="list finished texts too")
+    cli_incidents.arguments(
+        with_config(sub.add_parser("incidents", help="open incidents; ack one; run a drill"))
+    )
     sub.add_parser("carriers", help="the built-in gateway table")
     health.arguments(with_config(sub.add_parser("health", help="is the running daemon healthy?")))
     addon.arguments(sub.add_parser("addon-config", help="Home Assistant add-on: write the config"))
@@ -139,6 +142,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return cmd_send(loaded.config, args.text, args.to, args.priority)
     if args.command == "queue":
         return cmd_queue(loaded.config, args.action, args.id, args.all)
+    if args.command == "incidents":
+        return cli_incidents.command(loaded.config, args)
     if args.command == "health":
         return health.command(loaded.config.state_dir, health.limits_of(args))
     return 2
@@ -427,6 +432,7 @@ def cmd_test(
     with _live_throttle(config) as (state, t_now):
         routed = route(config, Templates(), msg, state, now, local_tz(env), "test", elapsed=t_now)
     whens = {r.name: r.when for r in config.rules}
+    previews = [cli_incidents.preview(config, t) for t in routed.triggers]
     charsets = {rule: (charset, reason) for rule, charset, reason in routed.charsets}
     if as_json:
         out = {
@@ -454,6 +460,7 @@ def cmd_test(
                 for t in routed.texts
             ],
             "events": [e.as_json() for e in routed.events],
+            "incidents": previews,
             "problems": list(routed.problems),
         }
         print(json.dumps(out, indent=2, ensure_ascii=False))
@@ -476,6 +483,8 @@ def cmd_test(
         subject = f" subject {t.subject!r}" if t.subject else ""
         print(f"  [{t.rule}] to {t.recipient} via {addr}{when}{subject}:")
         print(f"    {t.body}")
+    for preview in previews:
+        print("\n".join(cli_incidents.preview_lines(preview)))
     for e in routed.events:
         if e.state == "deferred":
             continue

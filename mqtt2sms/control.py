@@ -6,6 +6,8 @@ Theory of operation. Three kinds of message are not alerts to route:
   or ``all``. ``ack_request`` reads it; the engine hands it to the incidents' desk
   (``escalation.py``). A retained one is never acted on (it would acknowledge again at
   every reconnect);
+- ``<base>/drill``: ``mqtt2sms incidents drill POLICY`` asks for a drill: the policy runs
+  end to end, its texts marked TEST and its steps ``step`` seconds apart (``drill_request``);
 - Home Assistant's birth message (``<prefix>/status``, with discovery on): it restarted and
   wants our discovery configs again; the daemon answers it;
 - ``<base>/notify`` is an alert like any other: the built-in ``notify`` rule routes it.
@@ -22,11 +24,16 @@ from typing import Literal
 from mqtt2sms import config as cfg
 from mqtt2sms import discovery, rules
 
-Kind = Literal["ack", "birth", "alert"]
+Kind = Literal["ack", "drill", "birth", "alert"]
+DRILL_STEP = 60.0  # seconds between a drill's steps, unless the command says otherwise
 
 
 def ack_topic(config: cfg.Config) -> str:
     return f"{config.mqtt.base_topic}/ack"
+
+
+def drill_topic(config: cfg.Config) -> str:
+    return f"{config.mqtt.base_topic}/drill"
 
 
 def subscriptions(config: cfg.Config) -> list[str]:
@@ -34,6 +41,7 @@ def subscriptions(config: cfg.Config) -> list[str]:
     message once per matching filter, and one message must be one alert."""
     filters = {r.topic for r in config.rules}
     filters.add(ack_topic(config))
+    filters.add(drill_topic(config))
     if config.homeassistant.discovery:
         filters.add(discovery.birth_topic(config))
     return rules.without_overlaps(filters)
@@ -42,6 +50,8 @@ def subscriptions(config: cfg.Config) -> list[str]:
 def kind(config: cfg.Config, topic: str) -> Kind:
     if topic == ack_topic(config):
         return "ack"
+    if topic == drill_topic(config):
+        return "drill"
     if config.homeassistant.discovery and topic == discovery.birth_topic(config):
         return "birth"
     return "alert"
@@ -80,3 +90,26 @@ def ack_request(payload: bytes) -> AckRequest | None:
     if text.isascii() and text.isdigit() and 3 <= len(text) <= 4:
         return AckRequest(text, by)
     return None
+
+
+@dataclass(frozen=True)
+class DrillRequest:
+    policy: str
+    step: float = DRILL_STEP  # seconds between its steps
+
+
+def drill_request(payload: bytes) -> DrillRequest | None:
+    """``fire``, or JSON ``{"policy": "fire", "step": 30}`` (step: 5 s to 1 h)."""
+    text = payload.decode("utf-8", "replace").strip()
+    if not text.startswith("{"):
+        return DrillRequest(text) if text else None
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("policy"), str):
+        return None
+    step = obj.get("step", DRILL_STEP)
+    if not isinstance(step, int | float) or isinstance(step, bool) or not 5 <= step <= 3600:
+        step = DRILL_STEP
+    return DrillRequest(obj["policy"], float(step))

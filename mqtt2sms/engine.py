@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from mqtt2sms import config as cfg
-from mqtt2sms import control, delivery, elapsed, texts, throttle
+from mqtt2sms import delivery, elapsed, texts, throttle
 from mqtt2sms.clock import Clock
 from mqtt2sms.delivery import Health
 from mqtt2sms.disk import Disk
@@ -324,10 +324,7 @@ class Engine:
     # -- one message -----------------------------------------------------------------------
 
     def _handle(self, msg: Message) -> None:
-        if msg.topic == self.desk.ack_topic:
-            req = None if msg.retained else control.ack_request(msg.payload)
-            if req is not None:
-                self.desk.on_ack(req, self._now_both())  # a full disk: retried, not acked
+        if self.desk.control(msg, self._now_both()):  # an acknowledgement, a drill
             self.ack(msg)
             return
         if msg.qos > 0 and (msg.mid, msg.digest) in self.flights:

@@ -30,11 +30,12 @@ import random
 from collections.abc import Callable, Sequence
 
 from mqtt2sms import config as cfg
-from mqtt2sms import incidents, replies, sms, ways
-from mqtt2sms.control import AckRequest
+from mqtt2sms import control, incidents, replies, sms, ways
+from mqtt2sms.control import AckRequest, DrillRequest
 from mqtt2sms.errors import StorageError
 from mqtt2sms.events import EventSink
 from mqtt2sms.incidents import Incident, Outcome
+from mqtt2sms.model import Message
 from mqtt2sms.outbox import Outbox
 from mqtt2sms.router import Trigger
 from mqtt2sms.texts import Now, Record
@@ -89,9 +90,46 @@ class Desk:
 
     # -- what the engine asks --------------------------------------------------------------
 
-    @property
-    def ack_topic(self) -> str:
-        return f"{self.config.mqtt.base_topic}/ack"
+    def control(self, msg: Message, now: Now) -> bool:
+        """A message on ``<base>/ack`` or ``<base>/drill`` is acted on here (a retained one
+        never: it would act again at every reconnect); False: it is an alert. Raises
+        ``StorageError`` (the engine retries the message)."""
+        kind = control.kind(self.config, msg.topic)
+        if kind not in ("ack", "drill"):
+            return False
+        if msg.retained:
+            log.info("retained message on %s ignored", msg.topic)
+        elif kind == "ack":
+            req = control.ack_request(msg.payload)
+            if req is None:
+                log.info("a message on %s names no incident; ignored", msg.topic)
+            else:
+                self.on_ack(req, now)
+        else:
+            drill = control.drill_request(msg.payload)
+            if drill is not None:
+                self.on_drill(drill, now)
+        return True
+
+    def on_drill(self, req: DrillRequest, now: Now) -> None:
+        """A drill: the policy end to end, its texts marked TEST, its steps ``req.step``
+        apart, until someone acknowledges (or all steps and five minutes more have passed)."""
+        if req.policy not in self.config.escalations:
+            log.error("drill: no escalation policy %s", req.policy[:40])
+            return
+        p = incidents.policy_of(self.config, req.policy)
+        steps = tuple(incidents.Step(s.to, i * req.step) for i, s in enumerate(p.steps))
+        drill = incidents.Policy(p.name, steps, 0.0, len(steps) * req.step + 300.0, 0.0)
+        key = f"drill:{p.name}"
+        if self._of_key("drill", key) is not None:
+            log.info("drill of %s: one is running already", p.name)
+            return
+        message = f"TEST: a drill of the {p.name} alarm, no emergency. Please reply to it."
+        code = incidents.new_code(self.rand, self.codes | set(self.open))
+        opened = incidents.open_(
+            code, "drill", key, drill, message, "high", now.e, now.wall.timestamp()
+        )
+        self._make(opened, now)
 
     @property
     def listening(self) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import queue
 import socket
 import ssl
 import sys
@@ -341,6 +342,46 @@ def publish_once(
             raise MqttError(failure[0])
         if not published():
             raise MqttError(f"broker {cfg.host}:{cfg.port} did not acknowledge in {timeout:g}s")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def watch(
+    cfg: MqttConfig,
+    topic: str,
+    client_id: str,
+    seen: Callable[[bytes], bool],
+    timeout: float,
+    then: Callable[[], None] | None = None,
+) -> bool:
+    """Subscribe to ``topic`` (clean session), call ``then`` once subscribed (a publish of
+    ours whose answer we wait for), and hand each message's payload to ``seen`` until it
+    returns True (True) or ``timeout`` seconds pass (False). Raises like ``publish_once``."""
+    client = make_client(cfg, client_id, clean=True, manual_ack=False)
+    got: queue.Queue[bytes] = queue.Queue()
+    subscribed = threading.Event()
+    client.on_message = lambda _c, _u, m: got.put(bytes(m.payload))
+    client.on_subscribe = lambda *_a: subscribed.set()
+    client.on_connect = lambda c, *_a: c.subscribe(topic, qos=1)
+    try:
+        client.connect(**connect_kwargs(cfg, clean=True))
+    except (OSError, ValueError) as exc:
+        raise BrokerUnreachableError(f"cannot reach broker {cfg.host}:{cfg.port}: {exc}") from exc
+    client.loop_start()
+    try:
+        if not subscribed.wait(10.0):
+            raise MqttError(f"broker {cfg.host}:{cfg.port} did not take our subscription")
+        if then is not None:
+            then()
+        end = time.monotonic() + timeout
+        while (left := end - time.monotonic()) > 0:
+            try:
+                if seen(got.get(timeout=min(left, 1.0))):
+                    return True
+            except queue.Empty:
+                continue
+        return False
     finally:
         client.disconnect()
         client.loop_stop()

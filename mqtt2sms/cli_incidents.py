@@ -1,0 +1,226 @@
+"""``mqtt2sms incidents``: the open incidents, an acknowledgement, a drill.
+
+``list`` reads the outbox (where the daemon keeps its incidents) and prints each open one,
+its step and when the next comes; ``ack CODE`` publishes the code on ``<base>/ack``, as a
+Home Assistant button would; ``drill POLICY`` asks the running daemon for a drill of a policy
+(its texts marked TEST, its steps a minute apart, or ``--step``) and follows it on
+``<base>/incident`` until someone acknowledges it from their phone, or it ends unanswered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from typing import Any
+
+from mqtt2sms import config as cfg
+from mqtt2sms import control, incidents
+from mqtt2sms.errors import MqttError, StorageError
+
+
+def arguments(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "action", nargs="?", default="list", choices=["list", "ack", "drill"], help="list"
+    )
+    sp.add_argument("what", nargs="?", metavar="CODE|POLICY")
+    sp.add_argument("--step", default="60s", help="drill: time between its steps (60s)")
+    sp.add_argument("--by", default="command line", help="ack: who acknowledges")
+
+
+def command(config: cfg.Config, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        return _list(config)
+    if not args.what:
+        need = "an incident's code" if args.action == "ack" else "an escalation policy's name"
+        print(f"incidents {args.action} needs {need}", file=sys.stderr)
+        return 1
+    if args.action == "ack":
+        return _ack(config, args.what, args.by)
+    return _drill(config, args.what, args.step)
+
+
+def _list(config: cfg.Config) -> int:
+    from mqtt2sms.cli import _age, _elapsed_now, _table
+    from mqtt2sms.outbox import Outbox
+    from mqtt2sms.system import outbox_path
+
+    path = outbox_path(config)
+    if not os.path.exists(path):
+        print("no incident is open")
+        return 0
+    try:
+        box = Outbox(path)
+    except StorageError as exc:
+        print(f"cannot read {path}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        now = _elapsed_now(box)
+        open_ = [incidents.from_json(d) for d in box.incidents()]
+    finally:
+        box.close()
+    if not open_:
+        print("no incident is open")
+        return 0
+    rows: list[tuple[object, ...]] = [
+        ("code", "rule", "key", "state", "step", "opened", "next", "texted")
+    ]
+    for inc in open_:
+        if inc.state == "acked":
+            nxt = f"ends in {_age(inc.next_due - now)}" if inc.next_due else "-"
+            state = f"acked by {inc.by}"
+        else:
+            nxt = "now" if inc.next_due is None or inc.next_due <= now else _age(inc.next_due - now)
+            nxt = f"in {nxt}" if nxt != "now" else nxt
+            state = "open"
+        rows.append(
+            (
+                inc.code,
+                inc.rule,
+                inc.key,
+                state,
+                f"{inc.step}/{len(inc.policy.steps)}",
+                f"{_age(now - inc.opened_e)} ago",
+                nxt,
+                ", ".join(inc.texted),
+            )
+        )
+    _table(rows)
+    return 0
+
+
+def _ack(config: cfg.Config, code: str, by: str) -> int:
+    from mqtt2sms.mqtt import publish_once
+
+    code = code.strip()
+    if control.ack_request(code.encode()) is None:
+        print(f"{code!r} is not an incident's code (3 or 4 digits) nor 'all'", file=sys.stderr)
+        return 1
+    topic = control.ack_topic(config)
+    body = json.dumps({"id": code, "by": by})
+    try:
+        publish_once(config.mqtt, topic, body, f"mqtt2sms-incidents-{os.getpid()}")
+    except MqttError as exc:
+        print(f"ack failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"published {code} to {topic}")
+    return 0
+
+
+def _drill(config: cfg.Config, policy: str, step_text: str) -> int:
+    from mqtt2sms.config.reader import parse_duration
+    from mqtt2sms.mqtt import publish_once, watch
+
+    if policy not in config.escalations:
+        known = ", ".join(config.escalations) or "none"
+        print(f"no escalation policy {policy!r} (the config has: {known})", file=sys.stderr)
+        return 1
+    try:
+        step = float(parse_duration(step_text))
+    except ValueError as exc:
+        print(f"--step: {exc}", file=sys.stderr)
+        return 1
+    step = min(max(step, 5.0), 3600.0)
+    steps = config.escalations[policy].steps
+    print(f"drill of {policy}: {len(steps)} step(s), {step:g}s apart; texts say TEST.")
+    print("Reply to the text from your phone as you would to a real alarm (ACK and its code).")
+    outcome: dict[str, Any] = {}
+
+    def seen(payload: bytes) -> bool:
+        try:
+            ev = json.loads(payload)
+        except ValueError:
+            return False
+        if not isinstance(ev, dict) or ev.get("key") != f"drill:{policy}":
+            return False
+        at = dt.datetime.now().strftime("%H:%M:%S")
+        who = f" by {ev['by']}" if ev.get("by") else ""
+        print(f"{at}  incident {ev.get('id')}: {ev.get('state')}, step {ev.get('step')}{who}")
+        if ev.get("state") in ("acked", "unacknowledged", "resolved"):
+            outcome.update(ev)
+            return True
+        return False
+
+    client = f"mqtt2sms-drill-{os.getpid()}"
+    body = json.dumps({"policy": policy, "step": step})
+    topic = f"{config.mqtt.base_topic}/incident"
+
+    def ask() -> None:
+        publish_once(config.mqtt, control.drill_topic(config), body, client + "-ask")
+
+    try:
+        ended = watch(config.mqtt, topic, client, seen, len(steps) * step + 330.0, then=ask)
+    except MqttError as exc:
+        print(f"drill failed: {exc}", file=sys.stderr)
+        return 1
+    if not ended:
+        print("the daemon said nothing of the drill: is it running, on this broker?")
+        return 1
+    if outcome.get("state") == "acked":
+        print(f"drill passed: acknowledged by {outcome.get('by')}")
+        return 0
+    print("drill failed: nobody acknowledged it")
+    return 1
+
+
+def _open_now(config: cfg.Config) -> list[incidents.Incident]:
+    """The open incidents the daemon has written, or none when there is no outbox yet."""
+    from mqtt2sms.outbox import Outbox
+    from mqtt2sms.system import outbox_path
+
+    path = outbox_path(config)
+    if not os.path.exists(path):
+        return []
+    try:
+        box = Outbox(path)
+    except StorageError:
+        return []
+    try:
+        return [incidents.from_json(d) for d in box.incidents()]
+    finally:
+        box.close()
+
+
+def preview(config: cfg.Config, trigger: Any) -> dict[str, Any]:
+    """What ``mqtt2sms test`` says of a message of a rule with ``escalate`` (a
+    ``router.Trigger``): it opens an incident (and each step's texts), joins the open one,
+    or resolves it."""
+    from mqtt2sms import ways
+
+    current = next(
+        (i for i in _open_now(config) if (i.rule, i.key) == (trigger.rule, trigger.key)), None
+    )
+    out: dict[str, Any] = {"rule": trigger.rule, "key": trigger.key, "policy": trigger.policy}
+    if trigger.resolves:
+        out["does"] = f"resolves incident {current.code}" if current else "nothing (none open)"
+        return out
+    if current is not None:
+        out["does"] = f"joins incident {current.code} (no text)"
+        return out
+    out["does"] = "opens an incident"
+    rule = next((r for r in config.rules if r.name == trigger.rule), None)
+    opts = rule.options if rule is not None else config.defaults
+    steps = []
+    for step in incidents.policy_of(config, trigger.policy).steps:
+        texts = []
+        for name in step.to:
+            contact = config.contacts[name]
+            via = cfg.contact_via(config, contact, opts, rule is not None and rule.via_set)
+            reads = bool(via) and ways.reads_replies(config, via[0])
+            tail = " Reply ACK <code>" if reads else " ACK <code>"
+            texts.append({"to": name, "via": list(via), "body": trigger.message + tail})
+        steps.append({"after": step.after, "texts": texts})
+    out["steps"] = steps
+    return out
+
+
+def preview_lines(p: dict[str, Any]) -> list[str]:
+    lines = [f"  [{p['rule']}] key {p['key']}: {p['does']} (policy {p['policy']})"]
+    for n, step in enumerate(p.get("steps", ()), 1):
+        for t in step["texts"]:
+            via = ", then ".join(t["via"])
+            lines.append(f"    step {n} at +{step['after']:g}s to {t['to']} via {via}:")
+            lines.append(f"      {t['body']}")
+    return lines
