@@ -6,7 +6,8 @@ leaving: a row's move that cannot be written waits here, in order, and is writte
 is room (``flush``, tried every turn of the engine's loop); until then the row is not picked
 up again (``waiting``), so a text that left without its ``sending`` mark is not sent twice. An
 error is always in ``stats.last_error`` and STATUS=; in the log when it is new, and then
-once a minute, so a full disk does not fill the journal too.
+once a minute, so a full disk does not fill the journal too. ``changed_outside`` tells the
+engine when a ``queue`` command changed the outbox.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ log = logging.getLogger("mqtt2sms")
 
 _T = TypeVar("_T")
 LOG_EVERY = 60.0  # seconds between log lines for the same storage error, at least
+LOOK_EVERY = 0.5  # seconds between looks for a change another program made, at least
 
 
 class Disk:
@@ -32,6 +34,21 @@ class Disk:
         self.mono = mono
         self.pending: list[tuple[str, str, dict[str, object]]] = []  # (id, state, fields)
         self._logged: tuple[str, float] = ("", -1e18)
+        self._version = outbox.data_version()  # the outbox as this program left it
+        self._looked_at = -1e18
+
+    def changed_outside(self) -> bool:
+        """Did another program (``mqtt2sms queue retry`` or ``drop``) change the outbox? Looked
+        at every ``LOOK_EVERY`` seconds at most (SQLite's ``data_version``)."""
+        m = self.mono()
+        if m - self._looked_at < LOOK_EVERY:
+            return False
+        self._looked_at = m
+        version = self.attempt(self.outbox.data_version)
+        if version is None or version == self._version:
+            return False
+        self._version = version
+        return True
 
     def error(self, what: str, exc: StorageError) -> None:
         """Report a storage error (see the module's comment)."""

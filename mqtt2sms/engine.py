@@ -17,7 +17,7 @@ The rooms around it: ``clock.py`` (the elapsed and throttle axes, clock steps),
 ``throttle_store.py`` (cooldowns and rates between messages), ``seen.py`` (redeliveries and
 retained copies), ``flights.py`` (a message until its ack), ``disk.py`` (what a full disk
 refused), ``polling.py`` (delivery reports and received texts), ``texts.py`` (a text's one
-record and table).
+record and table), ``escalation.py`` (incidents: their triggers, steps, acknowledgements).
 
 Clocks, the random source, transports and the publish and ack functions come in as
 arguments, so tests run the engine in-process (``threaded=False`` with ``InlineWorker``s, or
@@ -53,7 +53,7 @@ from mqtt2sms.render import Templates
 from mqtt2sms.router import Routed, route
 from mqtt2sms.seen import Seen, without
 from mqtt2sms.system import read_boot_id, utcnow
-from mqtt2sms.texts import Change, Now, Record, changed, plan, plan_after, plan_report
+from mqtt2sms.texts import Change, Now, Record, changed, plan, plan_after
 from mqtt2sms.throttle_store import LiveThrottle
 from mqtt2sms.transports import registry
 from mqtt2sms.transports.base import OutgoingText, Transport
@@ -68,7 +68,6 @@ SAVE_EVERY = 1.0  # seconds between saves of the throttle state and counters, at
 CLOCK_EVERY = 30.0  # seconds between saves of the elapsed clock, at least
 STATS_EVERY = 60.0  # seconds between stats messages, at least
 PRUNE_EVERY = 3600.0
-DATA_VERSION_EVERY = 0.5  # seconds between looks for a `queue` command's change, at least
 CHECKPOINT_EVERY = 5.0  # seconds between idle copies of the WAL into the database, at least
 
 
@@ -153,10 +152,10 @@ class Engine:
         self._saved_at = -1e18
         self._stats_at = -1e18
         self._pruned_at = mono()
-        self._data_version = outbox.data_version()
-        self._dv_at = -1e18
         self._checkpointed = mono()
-        self.desk = Desk(config, outbox, self.sink, self.throttle, tz, self.new_id, self._cancel)
+        self.desk = Desk(
+            config, outbox, self.sink, self.throttle, tz, self.new_id, self.workers.cancel
+        )
         self.poller = Poller(outbox, self.disk, self.sink, poll_every, self.desk.on_received)
         self.thread = threading.Thread(target=self._main, name="engine", daemon=True)
 
@@ -178,9 +177,7 @@ class Engine:
         """Texts held by quiet hours wait for the end of the window the local time is in
         now, or go now when it is in none (a clock stepped back does not hold them longer)."""
         now_w = self.wall()
-        q = self.config.limits.quiet_hours
-        end = throttle.quiet_window_end(q, now_w, self.tz) if q else None
-        until = ts(end) if end else ts(now_w)
+        until = ts(throttle.quiet_release(self.config.limits.quiet_hours, now_w, self.tz))
         self.disk.attempt(lambda: self.outbox.reschedule_held(self.now_e(), ts(now_w), until))
 
     # -- running ---------------------------------------------------------------------------
@@ -398,9 +395,6 @@ class Engine:
                 self._dispatch(rec, flight)
         self._maybe_finish(flight)
 
-    def _options(self, rule: str) -> delivery.Options:
-        return delivery.options_for(self.config, rule)
-
     def _now_both(self) -> Now:
         return Now(self.now_e(), self.wall())
 
@@ -408,8 +402,8 @@ class Engine:
         """Ask the policy what to do with ``rec`` now (a new text, or a row that is due:
         ``before`` is the row as stored) and do it."""
         now = self._now_both()
-        track = rec.track()
-        d = delivery.decide(track, self.health, self._options(rec.rule), now.instant)
+        track, opts = rec.track(), delivery.options_for(self.config, rec.rule)
+        d = delivery.decide(track, self.health, opts, now.instant)
         if flight is not None and isinstance(d, delivery.Send) and self._commits_first(d):
             self._apply(rec, Change(rec.moved("queued", next_at=now.e)), flight)
             return  # it leaves from the outbox, once committed
@@ -532,9 +526,8 @@ class Engine:
             # a text whose way out works now can leave without the disk
             for rec in list(flight.records.values()):
                 if rec.state == "queued" and rec.reason != "quiet":
-                    d = delivery.decide(
-                        rec.track(), self.health, self._options(rec.rule), self._now()
-                    )
+                    opts = delivery.options_for(self.config, rec.rule)
+                    d = delivery.decide(rec.track(), self.health, opts, self._now())
                     if isinstance(d, delivery.Send) and self._may_send(d.transport):
                         flight.held_events.pop(rec.id, None)
                         self._apply(rec, plan(rec, d, True, None, self._now_both()), flight)
@@ -580,7 +573,7 @@ class Engine:
         name = t.send.transport
         before = self.health.get(name, delivery.HEALTHY)
         now = self._now_both()
-        opts = self._options(rec.rule)
+        opts = delivery.options_for(self.config, rec.rule)
         a = delivery.after(t.send, done.result, before, opts, now.instant, self.rand.random())
         self._health(name, before, a.health, done.result)
         extra: dict[str, object] = {}
@@ -641,7 +634,8 @@ class Engine:
         if max_age > 0:
             cut = elapsed.instant(e - max_age)
             for row in self.disk.attempt(lambda: self.outbox.expire(cut, now.instant)) or []:
-                err = delivery.expiry_error(row.track(), self._options(row.rule))
+                opts = delivery.options_for(self.config, row.rule)
+                err = delivery.expiry_error(row.track(), opts)
                 self.sink.emit(texts.event(row, "expired", now, error=err))
         rows = self.disk.attempt(lambda: self.outbox.due(now.instant, 500)) or []
         waiting = self.disk.waiting()  # its last move is not on disk yet
@@ -675,14 +669,9 @@ class Engine:
 
     def _housekeeping(self) -> None:
         m = self.mono()
-        dv = None
-        if m - self._dv_at >= DATA_VERSION_EVERY:
-            self._dv_at = m
-            dv = self.disk.attempt(self.outbox.data_version)
-        if dv is not None and dv != self._data_version:
+        if self.disk.changed_outside():
             # `queue retry` or `queue drop` ran: a user asking for a try now also gets one
             # through a way out that is backing off
-            self._data_version = dv
             self.health = {n: replace(h, down_until=None) for n, h in self.health.items()}
             self._released()
         self._poll()
@@ -712,19 +701,10 @@ class Engine:
                     worker.put(job)
 
     def _polled(self, done: Done) -> None:
-        now = self._now_both()
-        for row, report in self.poller.answered(done, self.config, now):
-            opts = self._options(row.rule)
-            ar = delivery.after_report(row.track(), report, opts, now.instant, True)
-            for change in plan_report(row, ar, done.transport, report.detail, now):
+        for row, changes in self.poller.answered(done, self.config, self._now_both()):
+            for change in changes:  # a report moves a row, and maybe on to its next way out
                 self._apply(row, change, None)
                 row = change.record
-
-    def _cancel(self, way: str, remote_id: str) -> None:
-        """Ask a phone gateway to drop a text it still holds (an incident was acknowledged)."""
-        worker = self.workers.get(way)
-        if worker is not None and hasattr(self.transports.get(way), "cancel"):
-            worker.put(Job(f"cancel:{remote_id}", kind="cancel", ids=(remote_id,)))
 
     def publish_stats(self) -> None:
         self._stats_at = self.mono()
@@ -737,13 +717,7 @@ class Engine:
         if pruned:
             log.info("pruned %d finished text(s) older than %s", pruned, "limits.keep")
         self.disk.attempt(lambda: self.desk.prune(self.now_e() - keep))
-        rate = self.config.limits.per_recipient
-        rules = [(r.name, r.options.cooldown) for r in self.config.rules]
-        self.disk.attempt(
-            lambda: self.throttle.prune(
-                self.clock.throttle_now(), rules, rate.per if rate else None
-            )
-        )
+        self.disk.attempt(lambda: self.throttle.prune(self.clock.throttle_now(), self.config))
 
     def _save(self, force: bool = False) -> None:
         """Save what changed of the throttle state, the counters and the elapsed clock: at

@@ -32,7 +32,7 @@ from mqtt2sms.disk import Disk
 from mqtt2sms.errors import Mqtt2SmsError
 from mqtt2sms.events import EventSink
 from mqtt2sms.outbox import Outbox
-from mqtt2sms.texts import Now, Record
+from mqtt2sms.texts import Change, Now, Record, plan_report
 from mqtt2sms.transports.base import (
     Checking,
     ReceivedText,
@@ -155,10 +155,10 @@ class Poller:
 
     def answered(
         self, done: Done, config: cfg.Config, now: Now
-    ) -> list[tuple[Record, delivery.Report]]:
+    ) -> list[tuple[Record, list[Change]]]:
         """An answer came back: received texts are published (as ``received:`` allows),
-        handed to ``on_received``, and the mark moved past them; the final reports are
-        returned with their rows."""
+        handed to ``on_received``, and the mark moved past them; each final report is
+        returned with its row and the changes it makes (``texts.plan_report``)."""
         wall = now.wall
         name = done.transport
         self._out.discard((name, done.job.kind))
@@ -184,7 +184,9 @@ class Poller:
             if row is not None:
                 ok = rep.state == "delivered"
                 report = delivery.Report("delivered" if ok else "undelivered", rep.detail)
-                out.append((row, report))
+                opts = delivery.options_for(config, row.rule)
+                ar = delivery.after_report(row.track(), report, opts, now.instant, True)
+                out.append((row, plan_report(row, ar, name, rep.detail, now)))
         if done.job.kind == "receive":
             self._read_once.add(name)
         if done.job.kind == "receive" and done.mark is not None:

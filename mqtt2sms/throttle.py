@@ -398,6 +398,13 @@ def quiet_window_end(quiet: QuietHours, now: dt.datetime, tz: dt.tzinfo) -> dt.d
 # --------------------------------------------------------------------------- recipients
 
 
+def quiet_release(quiet: QuietHours | None, now: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
+    """When a text held by quiet hours may go: the end of the window ``now`` is in, else
+    ``now`` (a clock stepped back does not hold it longer)."""
+    end = quiet_window_end(quiet, now, tz) if quiet else None
+    return end or now
+
+
 def _next_local_midnight(now: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
     tomorrow = _local_day(now, tz) + dt.timedelta(days=1)
     return _local_instant(tomorrow, dt.time(0, 0), tz, 0)

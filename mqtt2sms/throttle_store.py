@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 
+from mqtt2sms import config as cfg
 from mqtt2sms import elapsed, throttle
 from mqtt2sms.outbox import Outbox, ts
 
@@ -149,11 +150,11 @@ class LiveThrottle:
         self.dirty_recent.update(throttle.changes(state.recent))
         self.dirty = True
 
-    def prune(
-        self, now: dt.datetime, rules: Sequence[tuple[str, float]], rate_per: float | None
-    ) -> None:
-        """Forget cooldowns of rules that are gone or long over, and rate entries out of
-        their window. ``rules``: (name, cooldown seconds) of the rules in force."""
+    def prune(self, now: dt.datetime, config: cfg.Config) -> None:
+        """Forget cooldowns of rules that are gone (not in ``config``) or long over, and rate
+        entries out of their window."""
+        rules = [(r.name, r.options.cooldown) for r in config.rules]
+        rate_per = config.limits.per_recipient.per if config.limits.per_recipient else None
         horizon = max([86400.0, *(cd for _, cd in rules)])
         self.outbox.prune_cooldowns([n for n, _ in rules], elapsed.seconds(now) - horizon)
         st = throttle.prune(throttle.ThrottleState(recent=self.recent), now, None, rate_per)

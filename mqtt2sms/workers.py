@@ -236,6 +236,13 @@ class Pool(dict[str, "Worker | InlineWorker"]):
         w.start()
         self[name] = w
 
+    def cancel(self, name: str, remote_id: str) -> None:
+        """Ask way out ``name`` to drop a text it still holds, when it can (a phone
+        gateway's queue: an incident was acknowledged); its own worker asks."""
+        w = self.get(name)
+        if w is not None and isinstance(w.transport, Cancelling):
+            w.put(Job(f"cancel:{remote_id}", kind="cancel", ids=(remote_id,)))
+
     def drop(self, name: str) -> None:
         """Stop ``name``'s worker: its send in flight ends, the rest come back untried."""
         w = self.pop(name, None)
