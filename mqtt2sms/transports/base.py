@@ -95,6 +95,30 @@ class Checking(Protocol):
         ...
 
 
+CallOutcome = Literal["answered", "no-answer", "busy", "failed", "canceled"]
+
+
+@dataclass(frozen=True)
+class CallResult:
+    outcome: CallOutcome
+    detail: str = ""  # the way out's own words (a modem's final result, Twilio's status)
+
+
+@runtime_checkable
+class Calling(Protocol):
+    def call(
+        self, number: str, ring_for: float, say: str, cancelled: Callable[[], bool]
+    ) -> CallResult:
+        """Ring ``number`` (E.164) once, at most ``ring_for`` seconds, then hang up (a few
+        seconds after it is answered: the ring is the message; a way out that can speak
+        says ``say``). Blocks until the call has ended; ``cancelled()`` turning true (an
+        acknowledgement) hangs up at once (outcome ``canceled``). Raises
+        ``PermanentDeliveryError`` when the way out cannot place voice calls at all (a
+        modem that answers ERROR to ATD; a Twilio account refused calls),
+        ``TemporaryDeliveryError`` when it is down."""
+        ...
+
+
 @runtime_checkable
 class Cancelling(Protocol):
     def cancel(self, remote_id: str) -> bool:
