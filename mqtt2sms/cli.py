@@ -260,6 +260,14 @@ def gateway_only_warnings(config: cfg.Config) -> list[str]:
     return out
 
 
+def _reading(always: bool, can: bool) -> str:
+    if always:
+        return "received texts read every poll"
+    if can:
+        return "replies read while an incident waits for one"
+    return "replies not read (no `from`)"
+
+
 def _way_out_lines(config: cfg.Config) -> list[str]:
     """One line for each way out beside smtp that the config has (never a secret)."""
 
@@ -273,7 +281,7 @@ def _way_out_lines(config: cfg.Config) -> list[str]:
         )
         lines.append(
             f"twilio: account {t.account_sid}, {sender}, {t.api_base}, delivery reports every "
-            f"{_duration(t.poll)}, received texts {'read' if t.receive else 'not read'}"
+            f"{_duration(t.poll)}, {_reading(t.receive, bool(t.from_number))}"
             + ("" if t.auth_token else ", NO auth_token")
         )
     if config.modem is not None:
@@ -284,14 +292,15 @@ def _way_out_lines(config: cfg.Config) -> list[str]:
             else " (a /dev/serial/by-id/... path survives the modem re-plugging)"
         )
         lines.append(
-            f"modem: {m.device} at {m.baudrate} baud{', SIM PIN set' if m.pin else ''}{hint}"
+            f"modem: {m.device} at {m.baudrate} baud{', SIM PIN set' if m.pin else ''}, "
+            f"received texts read as they arrive (the SIM every {_duration(m.poll)}){hint}"
         )
     if config.android is not None:
         a = config.android
         login = f"user {a.username}" if a.username else "no login"
         lines.append(
-            f"android: {a.url}, {login}, delivery reports every {_duration(a.poll)}, received "
-            f"texts {'read' if a.receive else 'not read'}"
+            f"android: {a.url}, {login}, delivery reports every {_duration(a.poll)}, "
+            f"{_reading(a.receive, True)}"
             + ("" if a.password or not a.username else ", NO password")
         )
     return lines
@@ -351,7 +360,7 @@ def cmd_check(config: cfg.Config, probe: bool, env: Mapping[str, str] | None = N
             extra.append(f"escalate {rule.escalate}")
         if rule.builtin:
             extra.append("built-in; a JSON payload may name its recipients")
-        elif not rule.to_set:
+        elif not rule.to_set and not rule.escalate:
             extra.append("a JSON payload may name its recipients")
         print(f"  {rule.name}: {rule.topic}" + (f" ({'; '.join(extra)})" if extra else ""))
         lines = _recipient_lines(config, rule)

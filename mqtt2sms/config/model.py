@@ -161,6 +161,7 @@ class Rule:
 class EscalationStep:
     to: tuple[str, ...]
     after: float = 0.0
+    call: int = 0  # ring each contact this many times (0-2), call_gap apart
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,8 @@ class Escalation:
     give_up: float = 86400.0
     hold_after_ack: float = 3600.0
     notify_ack: bool = True
+    call_gap: float = 120.0  # between the calls of one step: inside iOS's 3-minute window
+    ring_for: float = 30.0  # each call rings at most this long
 
 
 @dataclass(frozen=True)

@@ -415,7 +415,15 @@ def _escalations(
     if node is None or _is_null(node):
         return out
     items = p.mapping(node, "escalations") or {}
-    keys = ("steps", "repeat", "give_up", "hold_after_ack", "notify_ack")
+    keys = (
+        "steps",
+        "repeat",
+        "give_up",
+        "hold_after_ack",
+        "notify_ack",
+        "call_gap",
+        "ring_for",
+    )
     for name, (knode, vnode) in items.items():
         yp = _join("escalations", name)
         if not _NAME.fullmatch(name):
@@ -434,7 +442,7 @@ def _escalations(
             p.error(s.value_node("steps"), s.path("steps"), "needs at least one step")
         for i, step_node in enumerate(step_nodes):
             syp = f"{yp}.steps[{i}]"
-            st = _Section(p, step_node, syp, ("to", "after"))
+            st = _Section(p, step_node, syp, ("to", "after", "call"))
             to = st.require("to", p.names)
             if to is not None and not to:
                 p.error(st.value_node("to"), st.path("to"), "needs at least one name")
@@ -446,7 +454,8 @@ def _escalations(
                     st.path("after"),
                     "must not be earlier than the step before",
                 )
-            steps.append(EscalationStep(to=to or (), after=after))
+            calls = st.get("call", p.integer(0, 2), 0)
+            steps.append(EscalationStep(to=to or (), after=after, call=calls))
         d = Escalation(name=name, steps=())
         out[name] = Escalation(
             name=name,
@@ -455,6 +464,8 @@ def _escalations(
             give_up=s.get("give_up", p.duration(positive=True), d.give_up),
             hold_after_ack=s.get("hold_after_ack", p.duration(), d.hold_after_ack),
             notify_ack=s.get("notify_ack", p.boolean, d.notify_ack),
+            call_gap=s.get("call_gap", p.duration(), d.call_gap),
+            ring_for=s.get("ring_for", p.duration(positive=True), d.ring_for),
         )
     return out
 

