@@ -292,8 +292,8 @@ def _way_out_lines(config: cfg.Config) -> list[str]:
             else " (a /dev/serial/by-id/... path survives the modem re-plugging)"
         )
         lines.append(
-            f"modem: {m.device} at {m.baudrate} baud{', SIM PIN set' if m.pin else ''}, "
-            f"received texts read as they arrive (the SIM every {_duration(m.poll)}){hint}"
+            f"modem: {m.device} at {m.baudrate} baud{', SIM PIN set' if m.pin else ''}{hint}, "
+            f"received texts read as they arrive (the SIM every {_duration(m.poll)})"
         )
     if config.android is not None:
         a = config.android

@@ -8,6 +8,8 @@ Theory of operation. Three kinds of message are not alerts to route:
   every reconnect);
 - ``<base>/drill``: ``mqtt2sms incidents drill POLICY`` asks for a drill: the policy runs
   end to end, its texts marked TEST and its steps ``step`` seconds apart (``drill_request``);
+- ``<base>/call``: ``mqtt2sms call CONTACT`` asks for one test call to a contact (the
+  payload is the contact's name); the call's outcome is said on ``<base>/incident``;
 - Home Assistant's birth message (``<prefix>/status``, with discovery on): it restarted and
   wants our discovery configs again; the daemon answers it;
 - ``<base>/notify`` is an alert like any other: the built-in ``notify`` rule routes it.
@@ -24,7 +26,7 @@ from typing import Literal
 from mqtt2sms import config as cfg
 from mqtt2sms import discovery, rules
 
-Kind = Literal["ack", "drill", "birth", "alert"]
+Kind = Literal["ack", "drill", "call", "birth", "alert"]
 DRILL_STEP = 60.0  # seconds between a drill's steps, unless the command says otherwise
 
 
@@ -36,12 +38,17 @@ def drill_topic(config: cfg.Config) -> str:
     return f"{config.mqtt.base_topic}/drill"
 
 
+def call_topic(config: cfg.Config) -> str:
+    return f"{config.mqtt.base_topic}/call"
+
+
 def subscriptions(config: cfg.Config) -> list[str]:
     """The filters to subscribe to, none covered by another: the broker sends a retained
     message once per matching filter, and one message must be one alert."""
     filters = {r.topic for r in config.rules}
     filters.add(ack_topic(config))
     filters.add(drill_topic(config))
+    filters.add(call_topic(config))
     if config.homeassistant.discovery:
         filters.add(discovery.birth_topic(config))
     return rules.without_overlaps(filters)
@@ -52,6 +59,8 @@ def kind(config: cfg.Config, topic: str) -> Kind:
         return "ack"
     if topic == drill_topic(config):
         return "drill"
+    if topic == call_topic(config):
+        return "call"
     if config.homeassistant.discovery and topic == discovery.birth_topic(config):
         return "birth"
     return "alert"

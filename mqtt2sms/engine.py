@@ -153,9 +153,7 @@ class Engine:
         self._stats_at = -1e18
         self._pruned_at = mono()
         self._checkpointed = mono()
-        self.desk = Desk(
-            config, outbox, self.sink, self.throttle, tz, self.new_id, self.workers.cancel
-        )
+        self.desk = Desk(config, outbox, self.sink, self.throttle, tz, self.new_id, self.workers)
         self.poller = Poller(outbox, self.disk, self.sink, poll_every, self.desk.on_received)
         self.thread = threading.Thread(target=self._main, name="engine", daemon=True)
 
@@ -234,6 +232,7 @@ class Engine:
     def stop(self, grace: float = 10.0) -> None:
         """Finish the sends in flight (at most ``grace`` seconds), save, close."""
         self.stopping.set()
+        self.desk.hang_up_all()
         deadline = self.mono() + grace
         self.workers.stop_all(grace)
         self.inbox.put(_WAKE)
@@ -701,6 +700,8 @@ class Engine:
                     worker.put(job)
 
     def _polled(self, done: Done) -> None:
+        if done.job.kind == "call":
+            return self.desk.called(done, self._now_both())
         for row, changes in self.poller.answered(done, self.config, self._now_both()):
             for change in changes:  # a report moves a row, and maybe on to its next way out
                 self._apply(row, change, None)

@@ -27,7 +27,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from mqtt2sms import config as cfg
 from mqtt2sms import control, incidents, replies, sms, ways
@@ -40,11 +42,11 @@ from mqtt2sms.outbox import Outbox
 from mqtt2sms.router import Trigger
 from mqtt2sms.texts import Now, Record
 from mqtt2sms.throttle_store import LiveThrottle
-from mqtt2sms.transports.base import ReceivedText
+from mqtt2sms.transports.base import OutgoingText, ReceivedText
+from mqtt2sms.workers import Done, Job, Pool
 
 log = logging.getLogger("mqtt2sms")
 
-Cancel = Callable[[str, str], None]  # (way out, remote id): ask a phone gateway to drop it
 RETRY_AFTER_STORAGE = 5.0  # seconds before a due incident the disk refused is tried again
 
 
@@ -69,7 +71,7 @@ class Desk:
         throttle: LiveThrottle,
         tz: dt.tzinfo,
         new_id: Callable[[], str],
-        cancel: Cancel,
+        workers: Pool,
         rand: random.Random | None = None,
     ) -> None:
         self.config = config
@@ -78,7 +80,10 @@ class Desk:
         self.throttle = throttle
         self.tz = tz
         self.new_id = new_id
-        self.cancel = cancel
+        self.workers = workers  # a phone gateway's cancel, and calls, go to its worker
+        # the calls handed to a worker: job key -> (incident code or None, contact, way out)
+        self._ringing: dict[str, tuple[str | None, str, str]] = {}
+        self._hang_up: dict[str | None, threading.Event] = {}  # set: end its calls now
         self.rand = rand or random.SystemRandom()
         self.open: dict[str, Incident] = {}
         for data in outbox.incidents():
@@ -95,7 +100,7 @@ class Desk:
         never: it would act again at every reconnect); False: it is an alert. Raises
         ``StorageError`` (the engine retries the message)."""
         kind = control.kind(self.config, msg.topic)
-        if kind not in ("ack", "drill"):
+        if kind not in ("ack", "drill", "call"):
             return False
         if msg.retained:
             log.info("retained message on %s ignored", msg.topic)
@@ -105,6 +110,10 @@ class Desk:
                 log.info("a message on %s names no incident; ignored", msg.topic)
             else:
                 self.on_ack(req, now)
+        elif kind == "call":
+            name = msg.payload.decode("utf-8", "replace").strip()
+            if self._ring(None, incidents.Ring(name, now.e), self.config.defaults, False, 30.0):
+                log.info("a test call to %s", name)
         else:
             drill = control.drill_request(msg.payload)
             if drill is not None:
@@ -118,8 +127,9 @@ class Desk:
             log.error("drill: no escalation policy %s", req.policy[:40])
             return
         p = incidents.policy_of(self.config, req.policy)
-        steps = tuple(incidents.Step(s.to, i * req.step) for i, s in enumerate(p.steps))
-        drill = incidents.Policy(p.name, steps, 0.0, len(steps) * req.step + 300.0, 0.0)
+        steps = tuple(incidents.Step(s.to, i * req.step, s.call) for i, s in enumerate(p.steps))
+        give_up = len(steps) * req.step + 300.0 + max((s.call for s in steps), default=0) * 300
+        drill = replace(p, steps=steps, repeat=0.0, give_up=give_up, hold_after_ack=0.0)
         key = f"drill:{p.name}"
         if self._of_key("drill", key) is not None:
             log.info("drill of %s: one is running already", p.name)
@@ -251,8 +261,82 @@ class Desk:
         if out.notes:
             self.publish_list()
         for way, remote in held:
-            self.cancel(way, remote)
+            self.workers.cancel(way, remote)
+        if out.hang_up and inc.code in self._hang_up:
+            self._hang_up.pop(inc.code).set()  # a call ringing now ends; none comes later
+        rule = next((r for r in self.config.rules if r.name == inc.rule), None)
+        opts = rule.options if rule is not None else self.config.defaults
+        for ring in out.rings:
+            self._ring(inc, ring, opts, rule is not None and rule.via_set, inc.policy.ring_for)
         return bool(records)
+
+    # -- calls -----------------------------------------------------------------------------
+
+    def _ring(
+        self,
+        inc: Incident | None,
+        ring: incidents.Ring,
+        opts: cfg.RuleOptions,
+        via_set: bool,
+        ring_for: float,
+    ) -> bool:
+        """Hand one call to the first of the contact's ways out that can call."""
+        what = f"incident {inc.code}" if inc is not None else "call"
+        contact = self.config.contacts.get(ring.to)
+        if contact is None:
+            log.error("%s: no contact %s to call", what, ring.to[:40])
+            return False
+        via = cfg.contact_via(self.config, contact, opts, via_set)
+        way = next((w for w in via if ways.can_call(self.config, w)), None)
+        number = contact.e164
+        if way is None or number is None:
+            log.warning("%s: %s is not called: no way out of theirs can call", what, ring.to)
+            return False
+        code = inc.code if inc is not None else None
+        say = inc.message if inc is not None else "This is a test call from mqtt2sms."
+        if inc is not None:
+            say += f". Reply ACK {inc.code} to acknowledge."
+        key = f"call:{code or 'test'}:{ring.to}:{ring.n}:{self.new_id()}"
+        hang_up = self._hang_up.setdefault(code, threading.Event())
+        job = Job(key, OutgoingText(key, number, say), "call", ring_for=ring_for, hang_up=hang_up)
+        if not self.workers.call(way, job):
+            log.warning("%s: %s is not called: %s cannot call", what, ring.to, way)
+            return False
+        self._ringing[key] = (code, ring.to, way)
+        return True
+
+    def called(self, done: Done, now: Now) -> None:
+        """A call ended: said on ``<base>/incident`` (``state: call``)."""
+        code, to, way = self._ringing.pop(done.job.key, (None, "?", done.transport))
+        if done.call is not None:
+            outcome, detail = done.call.outcome, done.call.detail
+        else:
+            outcome = "failed"
+            detail = str(done.error) if done.error is not None else "not placed: stopped"
+        inc = self.open.get(code or "")
+        at = now.wall.astimezone(self.tz).isoformat(timespec="seconds")
+        body: dict[str, object] = {
+            "id": code,
+            "rule": inc.rule if inc else None,
+            "key": inc.key if inc else None,
+            "state": "call",
+            "step": inc.step if inc else None,
+            "by": None,
+            "at": at,
+            "to": to,
+            "via": way,
+            "outcome": outcome,
+        }
+        if detail:
+            body["detail"] = detail
+        level = logging.INFO if outcome in ("answered", "canceled") else logging.WARNING
+        log.log(level, "%s: call to %s by %s: %s %s", code or "test", to, way, outcome, detail)
+        self.sink.publish_json("incident", body)
+
+    def hang_up_all(self) -> None:
+        """The daemon stops: every call ringing now ends."""
+        for event in self._hang_up.values():
+            event.set()
 
     def _say(self, inc: Incident, note: incidents.Note, now: Now) -> None:
         at = now.wall.astimezone(self.tz).isoformat(timespec="seconds")

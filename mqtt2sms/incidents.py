@@ -54,6 +54,7 @@ TRANSITIONS: Mapping[str, frozenset[str]] = {
 class Step:
     to: tuple[str, ...]  # contact names (groups expanded)
     after: float  # seconds from the opening
+    call: int = 0  # ring each of them this many times, call_gap apart
 
 
 @dataclass(frozen=True)
@@ -66,16 +67,29 @@ class Policy:
     give_up: float = 86400.0
     hold_after_ack: float = 3600.0
     notify_ack: bool = True
+    call_gap: float = 120.0
+    ring_for: float = 30.0
 
 
 def policy_of(config: cfg.Config, name: str) -> Policy:
     """The policy ``name`` of ``config`` with each step's names resolved to contacts."""
     p = config.escalations[name]
     steps = tuple(
-        Step(tuple(c.name for c in cfg.resolve_recipients(config, s.to)[0]), s.after)
+        Step(tuple(c.name for c in cfg.resolve_recipients(config, s.to)[0]), s.after, s.call)
         for s in p.steps
     )
-    return Policy(name, steps, p.repeat, p.give_up, p.hold_after_ack, p.notify_ack)
+    return Policy(
+        name, steps, p.repeat, p.give_up, p.hold_after_ack, p.notify_ack, p.call_gap, p.ring_for
+    )
+
+
+@dataclass(frozen=True)
+class Ring:
+    """A call to make: ring ``to`` once, at ``at`` (elapsed); ``n``: its number in the step."""
+
+    to: str
+    at: float
+    n: int = 1
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,7 @@ class Incident:
     how: str | None = None  # by what: "sms", "mqtt"
     joined: int = 0  # messages that joined it
     ended_e: float | None = None
+    calls: tuple[Ring, ...] = ()  # calls still to come (a step's second ring, call_gap on)
 
     @property
     def is_open(self) -> bool:
@@ -134,6 +149,8 @@ class Outcome:
     notes: tuple[Note, ...] = ()
     drop_waiting: bool = False  # its texts still waiting in the outbox are dropped
     changed: bool = True  # False: nothing to write
+    rings: tuple[Ring, ...] = ()  # calls to make now
+    hang_up: bool = False  # its calls still to come are dropped, a ringing one hung up
 
 
 def new_code(rand: random.Random, used: Collection[str]) -> str:
@@ -184,7 +201,7 @@ def _next_due(inc: Incident) -> float | None:
             candidates.append(_step_due(p, inc.step))
         elif p.repeat > 0:
             candidates.append(_repeat_due(p, inc.repeats + 1))
-        return inc.opened_e + min(candidates)
+        return min([inc.opened_e + min(candidates), *(r.at for r in inc.calls)])
     return inc.next_due if inc.state == "acked" else None
 
 
@@ -199,21 +216,24 @@ def due(inc: Incident, now: float) -> Outcome:
         return Outcome(ended, notes=(Note("resolved", inc.step, None, "hold"),))
     p, t = inc.policy, now - inc.opened_e
     if t >= p.give_up:  # (after a stop longer than that, the steps missed stay unsent)
-        ended = inc.moved("unacknowledged", next_due=None, ended_e=now)
-        return Outcome(ended, notes=(Note("unacknowledged", inc.step),))
+        ended = inc.moved("unacknowledged", next_due=None, ended_e=now, calls=())
+        return Outcome(ended, notes=(Note("unacknowledged", inc.step),), hang_up=True)
     sends: list[Send] = []
     notes: list[Note] = []
     texted = list(inc.texted)
     step, repeats = inc.step, inc.repeats
+    calls = list(inc.calls)
 
-    def text(to: tuple[str, ...]) -> None:
-        for name in to:
+    def text(s: Step) -> None:
+        for name in s.to:
             sends.append(Send(name, inc.message))
             if name not in texted:
                 texted.append(name)
+            # after its texts, each call of the step: the first now, the next call_gap on
+            calls.extend(Ring(name, now + k * p.call_gap, k + 1) for k in range(s.call))
 
     while step < len(p.steps) and _step_due(p, step) <= t:
-        text(p.steps[step].to)
+        text(p.steps[step])
         step += 1
         if step > 1:
             notes.append(Note("escalated", step))
@@ -222,11 +242,14 @@ def due(inc: Incident, now: float) -> Outcome:
         while _repeat_due(p, k + 1) <= t:
             k += 1
         if k > repeats and step == inc.step:  # not when the last step was texted just now
-            text(p.steps[-1].to)
+            text(p.steps[-1])
             notes.append(Note("escalated", step))
         repeats = k
-    after = replace(inc, step=step, repeats=repeats, texted=tuple(texted))
-    return Outcome(replace(after, next_due=_next_due(after)), tuple(sends), tuple(notes))
+    rings = tuple(r for r in calls if r.at <= now)
+    later = tuple(r for r in calls if r.at > now)
+    after = replace(inc, step=step, repeats=repeats, texted=tuple(texted), calls=later)
+    out = Outcome(replace(after, next_due=_next_due(after)), tuple(sends), tuple(notes))
+    return replace(out, rings=rings)
 
 
 def ack(inc: Incident, by: str, how: str, now: float, *, self_resolving: bool) -> Outcome:
@@ -237,22 +260,24 @@ def ack(inc: Incident, by: str, how: str, now: float, *, self_resolving: bool) -
         return Outcome(inc, changed=False)
     p = inc.policy
     hold = p.give_up if self_resolving else p.hold_after_ack
-    after = inc.moved("acked", by=by, how=how, next_due=now + hold)
+    after = inc.moved("acked", by=by, how=how, next_due=now + hold, calls=())
     sends: tuple[Send, ...] = ()
     if p.notify_ack:
         sends = tuple(Send(n, f"ACK {inc.code} by {by}", "ack") for n in inc.texted if n != by)
-    return Outcome(after, sends, (Note("acked", inc.step, by, how),), drop_waiting=True)
+    note = Note("acked", inc.step, by, how)
+    return Outcome(after, sends, (note,), drop_waiting=True, hang_up=True)
 
 
 def resolve(inc: Incident, message: str, now: float) -> Outcome:
     """``resolve_when`` held: it ends, and with ``notify_ack`` everyone texted hears so."""
     if not inc.is_open:
         return Outcome(inc, changed=False)
-    after = inc.moved("resolved", next_due=None, ended_e=now)
+    after = inc.moved("resolved", next_due=None, ended_e=now, calls=())
     sends: tuple[Send, ...] = ()
     if inc.policy.notify_ack:
         sends = tuple(Send(n, f"Resolved: {message}", "resolved") for n in inc.texted)
-    return Outcome(after, sends, (Note("resolved", inc.step),), drop_waiting=True)
+    note = Note("resolved", inc.step)
+    return Outcome(after, sends, (note,), drop_waiting=True, hang_up=True)
 
 
 # -- storage -------------------------------------------------------------------------------
@@ -265,8 +290,11 @@ def to_json(inc: Incident) -> str:
 def from_json(text: str) -> Incident:
     d = json.loads(text)
     pol = d.pop("policy")
-    steps = tuple(Step(tuple(s["to"]), float(s["after"])) for s in pol.pop("steps"))
+    steps = tuple(
+        Step(tuple(s["to"]), float(s["after"]), int(s.get("call", 0))) for s in pol.pop("steps")
+    )
     d["texted"] = tuple(d.get("texted", ()))
+    d["calls"] = tuple(Ring(c["to"], float(c["at"]), int(c["n"])) for c in d.get("calls", ()))
     return Incident(policy=Policy(steps=steps, **pol), **d)
 
 

@@ -94,3 +94,13 @@ def reads_replies(config: _Configured, way: str) -> bool:
     if way == "twilio":
         return config.twilio is not None and bool(config.twilio.from_number)
     return False
+
+
+def can_call(config: _Configured, way: str) -> bool:
+    """Can ``way`` ring a phone? The modem (a voice-capable one: it says so at the first
+    call), and Twilio from a number (``twilio.from``). Raises nothing."""
+    if way == "modem":
+        return config.modem is not None
+    if way == "twilio":
+        return config.twilio is not None and bool(config.twilio.from_number)
+    return False

@@ -21,6 +21,8 @@ from typing import Literal
 from mqtt2sms import delivery
 from mqtt2sms.errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
 from mqtt2sms.transports.base import (
+    Calling,
+    CallResult,
     Cancelling,
     Checking,
     DeliveryReport,
@@ -38,9 +40,11 @@ log = logging.getLogger("mqtt2sms")
 class Job:
     key: str  # the engine's handle for the try (a text id), or for the poll
     text: OutgoingText | None = None
-    kind: Literal["send", "reports", "receive", "stats", "cancel"] = "send"
+    kind: Literal["send", "reports", "receive", "stats", "cancel", "call"] = "send"
     ids: tuple[str, ...] = ()  # remote ids, for "reports" and "cancel"
     mark: str | None = None  # the high-water mark, for "receive"
+    ring_for: float = 0.0  # for "call" (``text``: the number and what to say)
+    hang_up: threading.Event | None = field(default=None, compare=False)  # set: end the call
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class Done:
     mark: str | None = None
     stats: dict[str, object] = field(default_factory=dict)  # a way out's word on itself
     error: Exception | None = None  # a poll that failed: our DeliveryError, or a bug
+    call: CallResult | None = None  # how a call ended
     # set by the engine once it has recorded the result: a worker starts its next send only
     # then, so a kill finds at most one text per way out sent and not recorded
     processed: threading.Event | None = field(default=None, compare=False)
@@ -74,6 +79,10 @@ def run(name: str, transport: Transport, job: Job, mono: Callable[[], float]) ->
             return Done(job, name, None, received=tuple(got), mark=mark)
         if job.kind == "stats" and isinstance(transport, Checking):
             return Done(job, name, None, stats=transport.stats())
+        if job.kind == "call" and isinstance(transport, Calling) and job.text is not None:
+            hang_up = job.hang_up or threading.Event()
+            rang = transport.call(job.text.address, job.ring_for, job.text.body, hang_up.is_set)
+            return Done(job, name, None, call=rang)
         if job.kind == "cancel" and isinstance(transport, Cancelling):
             for remote_id in job.ids:
                 transport.cancel(remote_id)
@@ -242,6 +251,15 @@ class Pool(dict[str, "Worker | InlineWorker"]):
         w = self.get(name)
         if w is not None and isinstance(w.transport, Cancelling):
             w.put(Job(f"cancel:{remote_id}", kind="cancel", ids=(remote_id,)))
+
+    def call(self, name: str, job: Job) -> bool:
+        """Hand a call to way out ``name``'s worker (between its texts); False when it
+        has none or cannot call."""
+        w = self.get(name)
+        if w is None or not isinstance(w.transport, Calling):
+            return False
+        w.put(job)
+        return True
 
     def drop(self, name: str) -> None:
         """Stop ``name``'s worker: its send in flight ends, the rest come back untried."""

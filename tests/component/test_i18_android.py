@@ -319,7 +319,8 @@ def test_check_probe_asks_the_phone_and_sends_nothing(
     assert cli.main(["check", "-c", path], env=env) == 0
     out, err = capsys.readouterr()
     assert (
-        f"android: {phone.url}, user sms, delivery reports every 20s, received texts not read"
+        f"android: {phone.url}, user sms, delivery reports every 20s, "
+        "replies read while an incident waits for one"
     ) in out.splitlines(), out
     assert phone.requests == []  # check alone asks nothing
     code = cli.main(["check", "--probe", "-c", path], env=env)

@@ -162,3 +162,35 @@ def test_any_schedule_of_looks_texts_each_step_once_and_in_order(times: list[flo
             assert t < FIRE.give_up
         inc = out.incident
     assert sent_steps == list(range(1, len(sent_steps) + 1))
+
+
+CALLING = Policy(
+    "wake", (Step(("alex",), 0.0), Step(("sam",), 300.0, call=2)), call_gap=120.0, ring_for=20.0
+)
+
+
+def test_a_calling_step_rings_after_its_texts_then_again_call_gap_later() -> None:
+    inc = opened(CALLING)
+    assert inc.calls == ()  # step 1 does not call
+    out = incidents.due(inc, T0 + 300)
+    assert texts(out) == ["sam"]
+    assert out.rings == (incidents.Ring("sam", T0 + 300, 1),)
+    assert out.incident.calls == (incidents.Ring("sam", T0 + 420, 2),)
+    assert out.incident.next_due == T0 + 420
+    assert not incidents.due(out.incident, T0 + 419).changed
+    second = incidents.due(out.incident, T0 + 420)
+    assert second.sends == () and second.rings == (incidents.Ring("sam", T0 + 420, 2),)
+    assert second.incident.calls == ()
+
+
+def test_an_ack_between_the_calls_drops_the_second_and_hangs_up() -> None:
+    inc = incidents.due(opened(CALLING), T0 + 300).incident
+    out = incidents.ack(inc, "sam", "mqtt", T0 + 330, self_resolving=False)
+    assert out.hang_up and out.incident.calls == ()
+    assert incidents.due(out.incident, T0 + 420).rings == ()
+
+
+def test_calls_to_come_survive_a_restart() -> None:
+    inc = incidents.due(opened(CALLING), T0 + 300).incident
+    back = incidents.from_json(incidents.to_json(inc))
+    assert back == inc and back.policy.steps[1].call == 2
