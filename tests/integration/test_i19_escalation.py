@@ -300,20 +300,43 @@ def test_an_android_reply_acknowledges(
 # ----------------------------------------------------------------------- a stranger
 
 
+def _way(request: pytest.FixtureRequest, way: str) -> tuple[str, Any]:
+    """The config of ``way`` and a function that makes ``(sender, text)`` arrive by it."""
+    if way == "twilio":
+        tw: FakeTwilio = request.getfixturevalue("twilio")
+        return twilio_section(tw), tw.inbound
+    if way == "android":
+        phone: FakeAndroid = request.getfixturevalue("phone")
+        return android_section(phone), phone.receive
+    modem: FakeModem = request.getfixturevalue("modem")
+    stamp = dt.datetime.now(dt.UTC).strftime("%y/%m/%d,%H:%M:%S+00")
+    return f"modem: {{device: {modem.link}, poll: 1s}}\n", lambda sender, text: modem.receive_text(
+        sender, text, stamp=stamp
+    )
+
+
+@pytest.mark.parametrize("way", ["twilio", "modem", "android"])
 def test_a_strangers_reply_does_not_acknowledge_and_is_not_logged(
-    mosquitto: Mosquitto, sink: Sink, twilio: FakeTwilio, daemon_factory: Any
+    way: str,
+    request: pytest.FixtureRequest,
+    mosquitto: Mosquitto,
+    sink: Sink,
+    daemon_factory: Any,
 ) -> None:
-    d, w, clock = start(daemon_factory, mosquitto, sink, twilio_section(twilio) + policy("twilio"))
+    section, arrive = _way(request, way)
+    # received: all, so the stranger's text is seen read (it goes to MQTT, not to the log)
+    d, w, clock = start(daemon_factory, mosquitto, sink, section + "received: all\n" + policy(way))
     try:
         opened_at, code = open_incident(w, clock)
-        wait_for(lambda: twilio.sent(), 10, "alex's text")
+        wait_for(lambda: w.states("sent"), 10, "alex's text")
         reply = f"ACK {code} from next door, Flat 9B"
-        twilio.inbound(STRANGER, reply)
+        arrive(STRANGER, reply)
+        [rx] = wait_for(lambda: received(w), 5, "the stranger's text read")
+        assert (rx["from"], rx["contact"], rx["text"]) == (STRANGER, None, reply)
         wait_for(clock.sam, AFTER + 10, "sam's text (the second step)")
         assert clock.sam()[0][0] - opened_at <= AFTER + SLACK
         assert "acked" not in clock.states()
         assert [i["state"] for i in listing(w)] == ["open"]
-        assert received(w) == []  # received: contacts (the default) keeps a stranger's back
     finally:
         d.stop()
         w.close()
