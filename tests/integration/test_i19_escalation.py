@@ -130,6 +130,13 @@ def bodies(tw: FakeTwilio) -> list[tuple[str, str]]:
     return [(m["to"], m["body"]) for m in tw.sent()]
 
 
+def twilio_reads(tw: FakeTwilio) -> int:
+    """How many times the daemon read the texts sent to ``from``."""
+    return sum(
+        1 for r in list(tw.requests) if r.method == "GET" and r.path.endswith("/Messages.json")
+    )
+
+
 def no_second_step(clock: Clock, opened_at: float) -> None:
     """Waits past the second step's time: sam was never texted."""
     time.sleep(max(0.0, opened_at + AFTER + SLACK - time.monotonic()))
@@ -256,6 +263,7 @@ def test_a_modem_reply_acknowledges_is_published_and_deleted_by_its_index(
         assert modem.store["SM"] == {}
         no_second_step(clock, opened_at)
         assert "escalated" not in clock.states()
+        assert len(modem.sent) == 1  # alex, who acknowledged, is not told of it
     finally:
         d.stop()
         w.close()
@@ -271,8 +279,12 @@ def test_a_twilio_reply_acknowledges(
         twilio.inbound(ALEX_E164, f"ack {code} on my way")
         acked = clock.event("acked")[1]
         assert acked["id"] == code and acked["by"] == "alex", acked
+        time.sleep(1.2)  # a read already out comes back
+        reads = twilio_reads(twilio)
         no_second_step(clock, opened_at)
+        assert twilio_reads(twilio) == reads  # nothing waits for an ack: the inbox is left alone
         assert "escalated" not in clock.states()
+        assert len(twilio.sent()) == 1  # alex, who acknowledged, is not told of it
     finally:
         d.stop()
         w.close()
@@ -292,6 +304,7 @@ def test_an_android_reply_acknowledges(
         assert acked["id"] == code and acked["by"] == "alex", acked
         no_second_step(clock, opened_at)
         assert "escalated" not in clock.states()
+        assert len(phone.posts()) == 1  # alex, who acknowledged, is not told of it
     finally:
         d.stop()
         w.close()
@@ -428,22 +441,15 @@ def test_an_idle_daemon_reads_no_inbox_after_its_first_look(
     phone: FakeAndroid,
     daemon_factory: Any,
 ) -> None:
-    def twilio_reads() -> int:
-        return sum(
-            1
-            for r in list(twilio.requests)
-            if r.method == "GET" and r.path.endswith("/Messages.json")
-        )
-
     def phone_reads() -> int:
         return sum(1 for r in list(phone.requests) if r.method == "GET" and r.path == "/inbox")
 
     extra = twilio_section(twilio) + android_section(phone) + policy("twilio")
     d, w, _ = start(daemon_factory, mosquitto, sink, extra)
     try:
-        wait_for(lambda: twilio_reads() and phone_reads(), 10, "the first look at each inbox")
+        wait_for(lambda: twilio_reads(twilio) and phone_reads(), 10, "the first look at each inbox")
         time.sleep(5.0)  # five polls' worth
-        assert (twilio_reads(), phone_reads()) == (1, 1)
+        assert (twilio_reads(twilio), phone_reads()) == (1, 1)
     finally:
         d.stop()
         w.close()
