@@ -517,12 +517,9 @@ class TwilioTransport:
             else (cfg.from_number or "no `from`")
         )
         trial = ": a trial account texts only verified numbers" if kind == "Trial" else ""
-        calls = (
-            f"calls from {cfg.from_number}" if cfg.from_number else "no calls (they need `from`)"
-        )
-        return (
-            f"account {name!r} ({kind or 'type unknown'}, {status}), from {sender}{trial}; {calls}"
-        )
+        # a `from` is what calls need: said only when it is missing
+        calls = "" if cfg.from_number else "; no calls (they need `from`)"
+        return f"account {name!r} ({kind or 'type unknown'}, {status}), from {sender}{trial}{calls}"
 
     def close(self) -> None:
         """Nothing to drop: every request uses its own connection."""
