@@ -17,7 +17,8 @@
   ``ring_for + CALL_GRACE``. ``cancelled()`` turning true hangs up: ``POST Calls/{sid}.json``
   with ``Status=canceled`` (queued, ringing) or ``Status=completed`` (answered). Error 21216
   (no Primary Customer Profile: no calls to +1 numbers) and 21215 (geographic permissions)
-  are permanent and say so plainly.
+  are permanent and say so plainly. ``can_call`` is False without ``from``. The clock and
+  sleep the polling uses come in as arguments (tests move a fake clock).
 - ``probe``: ``GET Accounts/{sid}.json``, which sends nothing and places no call.
 
 No thread and no state beyond the connection settings: the engine keeps the schedule.
