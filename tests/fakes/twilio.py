@@ -11,6 +11,18 @@ Only what mqtt2sms uses, answered in Twilio's shape:
   number's script (``queued -> sent -> delivered`` unless ``script`` says otherwise);
   404 (20404) for an unknown sid;
 - ``GET .../Messages.json`` with ``To``, ``From``, ``PageSize``: newest first;
+- ``POST .../Calls.json`` (form: ``To``, ``From``, ``Timeout``, ``Twiml`` or ``Url``): 201
+  and a Call resource (``sid`` "CA" + 32 hex, ``status`` queued); 400 for a missing field
+  (21201 To, 21213 From, 21205 Twiml/Url), an invalid number (21211), a Timeout that is not
+  a positive whole number (21208), TwiML over 4000 characters (32018), and, with
+  ``primary_customer_profile = False``, any +1 number (21216);
+- ``GET .../Calls/{sid}.json``: the call; each GET moves it one step along its number's
+  call script (``ringing -> in-progress -> completed`` unless ``call_script`` says
+  otherwise); ``duration`` counts the steps it spent in progress; ``("failed", 32009)``
+  sets ``error_code`` and ``error_message`` (Twilio's Call resource carries no error
+  fields; the fake adds them so a failure's code can be tested);
+- ``POST .../Calls/{sid}.json`` with ``Status``: ``canceled`` ends a queued or ringing call
+  (an answered one goes on, as Twilio's does), ``completed`` ends any call still going;
 - ``GET /2010-04-01/Accounts/{sid}.json``: the account (with its ``auth_token``, as Twilio
   sends it);
 - Basic auth on every request: 401 with error 20003 otherwise;
@@ -23,6 +35,7 @@ Only what mqtt2sms uses, answered in Twilio's shape:
         tw.script("+15551230001", ["sent", ("undelivered", 30003)])
         ... TwilioConfig(account_sid=tw.account_sid, auth_token=tw.auth_token,
                          from_number=tw.number, api_base=tw.url) ...
+        tw.call_script("+15551230001", ["ringing", "no-answer"])
         tw.requests   # every request: method, path, query, form, whether auth passed
 """
 
@@ -43,24 +56,33 @@ from typing import Any
 
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 DEFAULT_SCRIPT: tuple[str | tuple[str, int], ...] = ("sent", "delivered")
+DEFAULT_CALL_SCRIPT: tuple[str | tuple[str, int], ...] = ("ringing", "in-progress", "completed")
+CALL_ENDS = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 
 ERRORS = {  # code -> Twilio's message, as its error pages word them
     20003: "Authenticate",
     20404: "The requested resource was not found",
     20429: "Too Many Requests",
     20500: "Internal Server Error",
+    21201: "No 'To' number is specified",
+    21205: "Url parameter is required.",
+    21208: "Invalid Timeout",
     21211: "Invalid 'To' Phone Number",
+    21213: "No 'From' number is specified",
+    21216: "Account not allowed to call this number (a Primary Customer Profile is required)",
     21602: "Message body is required.",
     21603: "A 'From' or 'MessagingServiceSid' parameter is required to send a message",
     21604: "A 'To' phone number is required.",
     21610: "Attempt to send to unsubscribed recipient",
     21614: "'To' number is not a valid mobile number",
+    32018: "Twiml size exceeded maximum allowed value of 4000 characters",
 }
 ERROR_MESSAGES = {  # error_code on an undelivered message -> its error_message
     30003: "Unreachable destination handset",
     30005: "Unknown destination handset",
     30006: "Landline or unreachable carrier",
     30007: "Message filtered",
+    32009: "Call failed: the carrier could not complete the call",
 }
 DEFAULT_CODE = {400: 21211, 401: 20003, 404: 20404, 429: 20429, 500: 20500}
 
@@ -97,6 +119,13 @@ class _Message:
     steps: list[str | tuple[str, int]] = field(default_factory=list)
 
 
+@dataclass
+class _Call:
+    data: dict[str, Any]
+    steps: list[str | tuple[str, int]] = field(default_factory=list)
+    in_progress: int = 0  # GETs it answered in progress: its duration in seconds
+
+
 class FakeTwilio:
     """A Twilio API on 127.0.0.1 (a free port), in a thread. ``tls``: (cert, key) files
     to serve HTTPS."""
@@ -111,6 +140,9 @@ class FakeTwilio:
         self.requests: list[Recorded] = []
         self.messages: dict[str, _Message] = {}  # sid -> message, in creation order
         self.stopped: set[str] = set()  # numbers that texted STOP (sends answer 21610)
+        self.calls: dict[str, _Call] = {}  # sid -> call, in creation order
+        self.primary_customer_profile = True  # False: calls to +1 numbers answer 21216
+        self._call_scripts: dict[str, list[str | tuple[str, int]]] = {}
         self._scripts: dict[str, list[str | tuple[str, int]]] = {}
         self._failures: list[Failure] = []
         self._lock = threading.Lock()
@@ -151,6 +183,18 @@ class FakeTwilio:
         """The statuses a message to ``number`` takes, one per GET after the POST's
         ``queued``; ``("undelivered", 30003)`` sets ``error_code`` too."""
         self._scripts[number] = list(steps)
+
+    def call_script(self, number: str, steps: list[str | tuple[str, int]]) -> None:
+        """The statuses a call to ``number`` takes, one per GET after the POST's ``queued``
+        (``["ringing", "in-progress", "completed"]`` unless told); ``("failed", 32009)``
+        sets ``error_code`` too. The last status stays."""
+        self._call_scripts[number] = list(steps)
+
+    def placed(self) -> list[dict[str, Any]]:
+        """The calls placed, oldest first, each with the form it was placed with
+        (``form``: ``To``, ``From``, ``Timeout``, ``Twiml``)."""
+        with self._lock:
+            return [dict(c.data) for c in self.calls.values()]
 
     def fail(
         self,
@@ -236,6 +280,87 @@ class FakeTwilio:
             data["error_code"] = code
             data["error_message"] = ERROR_MESSAGES.get(code)
 
+    def _call(self, form: dict[str, str], base: str) -> tuple[int, Any, dict[str, str]]:
+        to, sender = form.get("To"), form.get("From")
+        if not to:
+            return 400, _error(400, 21201), {}
+        if not sender:
+            return 400, _error(400, 21213), {}
+        if not form.get("Twiml") and not form.get("Url"):
+            return 400, _error(400, 21205), {}
+        if not E164.fullmatch(to):
+            return 400, _error(400, 21211, f"Invalid 'To' Phone Number: {to}"), {}
+        timeout = form.get("Timeout", "60")
+        if not timeout.isdigit() or int(timeout) < 1:
+            return 400, _error(400, 21208), {}
+        if len(form.get("Twiml", "")) > 4000:
+            return 400, _error(400, 32018), {}
+        if to.startswith("+1") and not self.primary_customer_profile:
+            return 400, _error(400, 21216), {}
+        call_sid = sid("CA")
+        now = rfc2822(self._tick())
+        self.calls[call_sid] = _Call(
+            {
+                "account_sid": self.account_sid,
+                "answered_by": None,
+                "api_version": "2010-04-01",
+                "caller_name": None,
+                "date_created": now,
+                "date_updated": now,
+                "direction": "outbound-api",
+                "duration": None,
+                "end_time": None,
+                "form": dict(form),
+                "from": sender,
+                "parent_call_sid": None,
+                "price": None,
+                "price_unit": "USD",
+                "sid": call_sid,
+                "start_time": None,
+                "status": "queued",
+                "to": to,
+                "uri": f"{base}/Calls/{call_sid}.json",
+            },
+            list(self._call_scripts.get(to, DEFAULT_CALL_SCRIPT)),
+        )
+        return 201, self._call_view(self.calls[call_sid]), {}
+
+    @staticmethod
+    def _call_view(call: _Call) -> dict[str, Any]:
+        return {k: v for k, v in call.data.items() if k != "form"}
+
+    def _call_status(self, call: _Call, status: str, code: int | None = None) -> None:
+        data = call.data
+        if data["status"] == "in-progress":
+            call.in_progress += 1
+        data["status"] = status
+        data["date_updated"] = rfc2822(self._tick())
+        if status in ("ringing", "in-progress") and data["start_time"] is None:
+            data["start_time"] = data["date_updated"]
+        if status in CALL_ENDS:
+            call.steps = []
+            data["end_time"] = data["date_updated"]
+            data["duration"] = str(call.in_progress)
+        if code is not None:
+            data["error_code"] = code
+            data["error_message"] = ERROR_MESSAGES.get(code)
+
+    def _advance_call(self, call: _Call) -> None:
+        if not call.steps:
+            return
+        step = call.steps.pop(0)
+        status, code = (step, None) if isinstance(step, str) else step
+        self._call_status(call, status, code)
+
+    def _update_call(self, call: _Call, form: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        wanted = form.get("Status")
+        now = call.data["status"]
+        if wanted == "canceled" and now in ("queued", "ringing"):
+            self._call_status(call, "canceled")
+        elif wanted == "completed" and now not in CALL_ENDS:
+            self._call_status(call, "completed" if now == "in-progress" else "canceled")
+        return 200, self._call_view(call), {}
+
     def _account(self) -> dict[str, Any]:
         return {
             "auth_token": self.auth_token,
@@ -283,6 +408,17 @@ class FakeTwilio:
             return self._create(form)
         if path == base + "/Messages.json" and method == "GET":
             return 200, self._list(query, base), {}
+        if path == base + "/Calls.json" and method == "POST":
+            return self._call(form, base)
+        found = re.fullmatch(re.escape(base) + r"/Calls/(\w+)\.json", path)
+        if found and method in ("GET", "POST"):
+            call = self.calls.get(found.group(1))
+            if call is None:
+                return 404, _error(404, 20404), {}
+            if method == "POST":
+                return self._update_call(call, form)
+            self._advance_call(call)
+            return 200, self._call_view(call), {}
         found = re.fullmatch(re.escape(base) + r"/Messages/(\w+)\.json", path)
         if found and method == "GET":
             message = self.messages.get(found.group(1))
