@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     cli_incidents.arguments(
         with_config(sub.add_parser("incidents", help="open incidents; ack one; run a drill"))
     )
+    cli_incidents.call_arguments(
+        with_config(sub.add_parser("call", help="ring a contact once (a check that calls work)"))
+    )
     sub.add_parser("carriers", help="the built-in gateway table")
     health.arguments(with_config(sub.add_parser("health", help="is the running daemon healthy?")))
     addon.arguments(sub.add_parser("addon-config", help="Home Assistant add-on: write the config"))
@@ -142,6 +145,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return cmd_send(loaded.config, args.text, args.to, args.priority)
     if args.command == "queue":
         return cmd_queue(loaded.config, args.action, args.id, args.all)
+    if args.command == "call":
+        return cli_incidents.call_command(loaded.config, args.contact, args.wait)
     if args.command == "incidents":
         return cli_incidents.command(loaded.config, args)
     if args.command == "health":

@@ -211,7 +211,12 @@ def preview(config: cfg.Config, trigger: Any) -> dict[str, Any]:
             reads = bool(via) and ways.reads_replies(config, via[0])
             tail = " Reply ACK <code>" if reads else " ACK <code>"
             texts.append({"to": name, "via": list(via), "body": trigger.message + tail})
-        steps.append({"after": step.after, "texts": texts})
+        calls = []
+        for name in step.to if step.call else ():
+            via = cfg.contact_via(config, config.contacts[name], opts, bool(rule and rule.via_set))
+            way = next((w for w in via if ways.can_call(config, w)), None)
+            calls.append({"to": name, "by": way, "times": step.call})
+        steps.append({"after": step.after, "texts": texts, "calls": calls})
     out["steps"] = steps
     return out
 
@@ -223,4 +228,70 @@ def preview_lines(p: dict[str, Any]) -> list[str]:
             via = ", then ".join(t["via"])
             lines.append(f"    step {n} at +{step['after']:g}s to {t['to']} via {via}:")
             lines.append(f"      {t['body']}")
+        for c in step.get("calls", ()):
+            by = f"by {c['by']}" if c["by"] else "not called: no way out of theirs can call"
+            lines.append(f"    step {n} rings {c['to']} {c['times']} time(s), {by}")
     return lines
+
+
+def call_arguments(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("contact", help="a contact's name")
+    sp.add_argument("--wait", default="90s", help="how long to wait for the outcome (90s)")
+
+
+def call_command(config: cfg.Config, contact: str, wait_text: str) -> int:
+    """``mqtt2sms call CONTACT``: the running daemon (which holds the modem) rings the
+    contact once by the first of its ways out that can call; the outcome is printed."""
+    from mqtt2sms import ways
+    from mqtt2sms.config.reader import parse_duration
+    from mqtt2sms.mqtt import publish_once, watch
+
+    c = config.contacts.get(contact)
+    if c is None:
+        known = ", ".join(config.contacts) or "none"
+        print(f"no contact {contact!r} (the config has: {known})", file=sys.stderr)
+        return 1
+    via = cfg.contact_via(config, c, config.defaults, False)
+    way = next((w for w in via if ways.can_call(config, w)), None)
+    if way is None or c.e164 is None:
+        print(
+            f"{contact}: no way out of theirs can call ({', '.join(via)}): calls go by the "
+            "modem, or by twilio with `from`",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        wait = float(parse_duration(wait_text))
+    except ValueError as exc:
+        print(f"--wait: {exc}", file=sys.stderr)
+        return 1
+    outcome: dict[str, Any] = {}
+
+    def seen(payload: bytes) -> bool:
+        try:
+            ev = json.loads(payload)
+        except ValueError:
+            return False
+        mine = isinstance(ev, dict) and ev.get("state") == "call" and ev.get("id") is None
+        if mine and ev.get("to") == contact:
+            outcome.update(ev)
+            return True
+        return False
+
+    client = f"mqtt2sms-call-{os.getpid()}"
+
+    def ask() -> None:
+        publish_once(config.mqtt, control.call_topic(config), contact, client + "-ask")
+
+    print(f"ringing {contact} ({c.e164}) by {way}, once...")
+    try:
+        told = watch(config.mqtt, f"{config.mqtt.base_topic}/incident", client, seen, wait, ask)
+    except MqttError as exc:
+        print(f"call failed: {exc}", file=sys.stderr)
+        return 1
+    if not told:
+        print("the daemon said nothing of the call: is it running, on this broker?")
+        return 1
+    detail = f" ({outcome['detail']})" if outcome.get("detail") else ""
+    print(f"{contact} by {outcome.get('via')}: {outcome.get('outcome')}{detail}")
+    return 0 if outcome.get("outcome") in ("answered", "no-answer", "busy") else 1

@@ -1,0 +1,149 @@
+"""Calls as an escalation step with real parts: Mosquitto, the daemon as a subprocess and
+the fake Twilio (calls placed with inline TwiML, their status moved on each poll)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.fakes.twilio import FakeTwilio
+
+from .conftest import Mosquitto, Watcher, running, wait_for
+
+ALEX, SAM = "+15551234567", "+15557654321"
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilio]:
+    with FakeTwilio() as tw:
+        yield tw
+
+
+def config(mosquitto: Mosquitto, tw: FakeTwilio) -> str:
+    return f"""\
+mqtt: {{host: 127.0.0.1, port: {mosquitto.port}, client_id: mqtt2sms-test}}
+contacts:
+  alex: {{number: "{ALEX}"}}
+  sam: {{number: "{SAM}"}}
+limits: {{per_recipient: 0, daily_cap: 0, retry: {{first: 0.2s, max: 1s}}}}
+twilio:
+  account_sid: {tw.account_sid}
+  auth_token: {tw.auth_token}
+  from: "{tw.number}"
+  api_base: {tw.url}
+  poll: 1s
+defaults: {{to: [alex], via: [twilio]}}
+escalations:
+  fire:
+    steps:
+      - {{to: [alex]}}
+      - {{to: [sam], after: 2s, call: 2}}
+    call_gap: 4s
+    ring_for: 5s
+rules:
+  - name: smoke
+    topic: zigbee2mqtt/+/smoke
+    when: value_json.smoke
+    message: "Smoke in the {{{{ topic_parts[1] }}}}"
+    escalate: fire
+"""
+
+
+def incident_events(w: Watcher, state: str | None = None) -> list[dict[str, Any]]:
+    with w.lock:
+        out = [json.loads(p) for t, p, _ in w.messages if t == "mqtt2sms/incident"]
+    return [e for e in out if state is None or e["state"] == state]
+
+
+def placements(tw: FakeTwilio, n: int, timeout: float) -> list[float]:
+    """The monotonic times at which the first ``n`` calls were seen placed."""
+    seen: list[float] = []
+    end = time.monotonic() + timeout
+    while len(seen) < n and time.monotonic() < end:
+        while len(tw.placed()) > len(seen):
+            seen.append(time.monotonic())
+        time.sleep(0.05)
+    return seen
+
+
+def test_a_calling_step_rings_twice_call_gap_apart_with_the_text_spoken(
+    mosquitto: Mosquitto, twilio: FakeTwilio, daemon_factory: Any
+) -> None:
+    twilio.call_script(SAM, ["no-answer"])
+    d = daemon_factory(config(mosquitto, twilio))
+    w = running(d, mosquitto.port)
+    try:
+        w.publish("zigbee2mqtt/kitchen/smoke", '{"smoke": true}')
+        code = wait_for(lambda: incident_events(w, "opened"), 15, "opened")[0]["id"]
+        times = placements(twilio, 2, 25)
+        assert len(times) == 2, twilio.placed()
+        assert 3.0 <= times[1] - times[0] <= 6.5  # call_gap: 4s
+        calls = twilio.placed()
+        assert [c["form"]["To"] for c in calls] == [SAM, SAM]
+        form = calls[0]["form"]
+        assert form["Timeout"] == "5" and form["From"] == twilio.number
+        assert form["Twiml"].count("Smoke in the kitchen") == 2 and code in form["Twiml"]
+        # sam's text went before the first call
+        assert [m["to"] for m in twilio.sent()] == [ALEX, SAM]
+        ev = wait_for(lambda: incident_events(w, "call")[1:], 15, "the second call's event")
+        assert (ev[0]["to"], ev[0]["via"], ev[0]["outcome"]) == ("sam", "twilio", "no-answer")
+    finally:
+        d.stop()
+        w.close()
+
+
+def test_a_reply_between_the_calls_stops_the_second(
+    mosquitto: Mosquitto, twilio: FakeTwilio, daemon_factory: Any
+) -> None:
+    twilio.call_script(SAM, ["no-answer"])
+    d = daemon_factory(config(mosquitto, twilio))
+    w = running(d, mosquitto.port)
+    try:
+        w.publish("zigbee2mqtt/kitchen/smoke", '{"smoke": true}')
+        code = wait_for(lambda: incident_events(w, "opened"), 15, "opened")[0]["id"]
+        assert len(placements(twilio, 1, 15)) == 1
+        twilio.inbound(SAM, f"ACK {code}")
+        wait_for(lambda: incident_events(w, "acked"), 10, "acked")
+        time.sleep(6)  # past call_gap
+        assert len(twilio.placed()) == 1
+    finally:
+        d.stop()
+        w.close()
+
+
+def test_mqtt2sms_call_rings_a_contact_once(
+    mosquitto: Mosquitto, twilio: FakeTwilio, daemon_factory: Any
+) -> None:
+    twilio.call_script(ALEX, ["ringing", "in-progress", "completed"])
+    d = daemon_factory(config(mosquitto, twilio))
+    w = running(d, mosquitto.port)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "mqtt2sms", "call", "alex", "-c", str(d.config)],
+            env=d.env,
+            cwd=d.tmp,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, (out.stdout, out.stderr)
+        assert "alex by twilio: answered" in out.stdout
+        assert [c["form"]["To"] for c in twilio.placed()] == [ALEX]
+        bad = subprocess.run(
+            [sys.executable, "-m", "mqtt2sms", "call", "nobody", "-c", str(d.config)],
+            env=d.env,
+            cwd=d.tmp,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert bad.returncode == 1 and "no contact 'nobody'" in bad.stderr
+    finally:
+        d.stop()
+        w.close()
