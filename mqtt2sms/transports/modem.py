@@ -280,6 +280,8 @@ class ModemTransport:
             raise PermanentDeliveryError(f"modem: {exc}") from exc
         if self.can_call is False:
             raise PermanentDeliveryError(f"modem: cannot place voice calls: {self._refusal}")
+        if cancelled():
+            return CallResult("canceled", "cancelled before dialling")
         with self._lock:
             return self._guarded("calling", lambda: self._call(command, ring_for, cancelled))
 

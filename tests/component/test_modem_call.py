@@ -242,3 +242,27 @@ def test_probe_says_whether_it_can_call_without_dialling(
     assert dials(fake) == []
     modem.call(NUMBER, 5.0, "", never)
     assert modem.probe().endswith("; voice calls: placed")
+
+
+def test_a_call_cancelled_before_it_starts_never_dials(
+    fake: FakeModem, modem: ModemTransport
+) -> None:
+    result = modem.call(NUMBER, 5.0, "", lambda: True)
+    assert result.outcome == "canceled"
+    assert fake.commands == [] and fake.calls == []
+
+
+def test_a_modem_that_holds_atd_back_is_hung_up_after_ring_for(
+    fake: FakeModem, modem: ModemTransport
+) -> None:
+    fake.call_mode, fake.hold_dial_result = "never", True
+    result = modem.call(NUMBER, 1.0, "", never)
+    [call] = fake.calls
+    assert result.outcome == "no-answer", result
+    assert call.ended_by == "ATH" and call.ended_at is not None
+    assert 0.95 <= call.ended_at - call.dialled_at <= 1.6
+    # the aborted ATD's late NO CARRIER and ATH's OK are not taken for a later reply
+    fake.hold_dial_result = False
+    modem.send(OutgoingText(id="t1", address=NUMBER, body="next"))
+    assert [s.text for s in fake.sent] == ["next"]
+    assert modem.probe().endswith("voice calls: not tried yet (AT+CLCC answered)")

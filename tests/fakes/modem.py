@@ -31,6 +31,7 @@ dial), ``refuse`` (``refuse_with``, default ``ERROR``, to ``ATD``: a stick witho
 ``AT+CLCC`` lists the call (stat 2, 3, 0 as it goes); ``ATH`` and ``AT+CHUP`` end it
 (``refuse_ath``: ``ATH`` gets ``ERROR``). Every dial and hang-up is kept with its
 ``time.monotonic()`` in ``calls`` (``FakeCall``) and ``hangups``. ``AT+CMEE?`` answers.
+``hold_dial_result``: ``ATD`` gets no ``OK``; a hang-up first ends it with ``NO CARRIER``.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ class FakeModem:
         self.no_answer_after = 1.0  # seconds from the dial to NO ANSWER ("no-answer")
         self.refuse_with = "ERROR"  # the answer to ATD in "refuse"
         self.refuse_ath = False  # ATH gets ERROR (AT+CHUP must do)
+        self.hold_dial_result = False  # ATD answers only when the call ends (AT+COLP=1 style)
         self.calls: list[FakeCall] = []  # every ATD, in order
         self.hangups: list[tuple[float, str]] = []  # (time.monotonic(), "ATH" / "AT+CHUP")
         self._ref = 0
@@ -375,6 +377,8 @@ class FakeModem:
         elif cmd in ("ATH", "ATH0", "AT+CHUP"):
             name = "AT+CHUP" if cmd == "AT+CHUP" else "ATH"
             self.hangups.append((time.monotonic(), name))
+            if self.hold_dial_result and self._live_call() is not None:
+                self._write("\r\nNO CARRIER\r\n")  # the held ATD, aborted
             if name == "ATH" and self.refuse_ath:
                 self._write("\r\nERROR\r\n")
                 return
@@ -413,7 +417,8 @@ class FakeModem:
             self._error("CME", 3)  # one call at a time
             return
         self.calls.append(FakeCall(number, mode, time.monotonic()))
-        self._ok()
+        if not self.hold_dial_result:
+            self._ok()
 
     def _end(self, call: FakeCall, by: str) -> None:
         call.ended_at, call.ended_by = time.monotonic(), by
