@@ -11,6 +11,17 @@ Quectel and Huawei sticks speak them, with their unsolicited lines: SIM800's ``C
 ``SMS Ready``, SIM7600's ``PB DONE`` / ``SMS DONE``, Huawei's ``^BOOT`` / ``^RSSI`` /
 ``^MODE``, everyone's ``RDY``, ``RING``, ``+CMTI``, ``+CREG``, ``+CUSD``, ``+CLIP``.
 
+Voice calls follow the same families (TS 27.007 and V.250 as SIM800 and SIM7600 speak them):
+``ATD<E.164>;`` (the semicolon: voice) answers ``OK`` at once and the call goes on (we never set
+``AT+COLP=1``, which would hold ``OK`` back until it is answered); ``AT+CLCC`` lists it
+(``+CLCC: <idx>,<dir>,<stat>,<mode>,<mpty>[,<number>,<type>]``, stat 2 dialing, 3 alerting, 0
+active); it ends with an unsolicited ``NO CARRIER``, ``BUSY`` or ``NO ANSWER`` (SIM7600 also
+says ``VOICE CALL: BEGIN`` / ``VOICE CALL: END: <duration>``, SIM800 ``MO RING`` / ``MO
+CONNECTED`` with ``AT+MORING=1``); ``ATH`` (or ``AT+CHUP``) hangs it up. A data-only stick
+answers ``ATD...;`` with ``ERROR``, a ``+CME ERROR``, ``NO CARRIER`` or ``NO DIALTONE`` at once
+(Huawei: ``COMMAND NOT SUPPORT``): ``dial_verdict`` says ``refused``. ``call_progress`` and
+``call_outcome`` turn the lines into ``answered``, ``busy`` and ``no-answer``.
+
 Theory of operation
 -------------------
 Bytes from the modem go into a ``LineReader``, which cuts them into lines (CR, LF or both end
@@ -22,7 +33,8 @@ each line:
 * empty lines and the echo of the command itself (a modem that reset turns echo back on) are
   dropped;
 * a final result ends the reply: ``OK``, ``ERROR``, ``+CME ERROR: n``, ``+CMS ERROR: n`` (and
-  for ``ATD`` also ``NO CARRIER``, ``BUSY``, ``NO ANSWER``, ``NO DIALTONE``); so does the
+  for ``ATD`` also ``NO CARRIER``, ``BUSY``, ``NO ANSWER``, ``NO DIALTONE``, ``COMMAND NOT
+  SUPPORT``); so does the
   prompt when the exchange waits for one;
 * a line with the prefix the command answers with (``+CSQ:`` for ``AT+CSQ``) is part of the
   reply, except a ``+CREG:`` whose shape is the unsolicited one (``+CREG: <stat>[,"lac",...]``
@@ -78,11 +90,15 @@ from typing import Final, Literal
 
 from ..errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
 from ..sms import GSM7_TABLE
+from .base import CallOutcome
 
 __all__ = [
     "CTRL_Z",
     "ESC",
     "PROMPT",
+    "CallEvent",
+    "CallLine",
+    "DialVerdict",
     "Encoded",
     "Exchange",
     "LineReader",
@@ -90,6 +106,9 @@ __all__ = [
     "Reply",
     "StoredText",
     "TextHeader",
+    "atd",
+    "call_outcome",
+    "call_progress",
     "cmgd",
     "cmgl",
     "cmgr",
@@ -102,6 +121,7 @@ __all__ = [
     "decode_received",
     "decode_text",
     "describe",
+    "dial_verdict",
     "encode_one_sms",
     "encode_text",
     "error_for",
@@ -109,6 +129,8 @@ __all__ = [
     "is_boot_marker",
     "is_unsolicited",
     "length",
+    "outgoing_call",
+    "parse_clcc",
     "parse_cmgs",
     "parse_cmti",
     "parse_cpin",
@@ -305,7 +327,14 @@ class LineReader:
 
 _FINAL = ("OK", "ERROR")
 _FINAL_PREFIX = ("+CME ERROR:", "+CMS ERROR:")
-_DIAL_FINAL = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE")
+_DIAL_FINAL = (
+    "NO CARRIER",
+    "BUSY",
+    "NO ANSWER",
+    "NO DIALTONE",
+    "NO DIAL TONE",
+    "COMMAND NOT SUPPORT",  # Huawei's answer to a command it does not have
+)
 
 _URC_EXACT = frozenset(
     {
@@ -325,6 +354,8 @@ _URC_EXACT = frozenset(
         "NO ANSWER",
         "+PACSP0",
         "+PACSP1",
+        "MO RING",  # SIM800 with AT+MORING=1: the callee's phone rings
+        "MO CONNECTED",  # ... and answered
     }
 )
 _URC_PREFIX = (
@@ -337,6 +368,8 @@ _URC_PREFIX = (
     "+CLIP:",
     "+CRING:",
     "+CCWA:",
+    "+CLCC:",  # the call list as an unsolicited line (AT+CLCC=1)
+    "VOICE CALL:",  # SIM7600: VOICE CALL: BEGIN / VOICE CALL: END: <duration>
     "+CREG:",
     "+CGREG:",
     "+CEREG:",
@@ -825,6 +858,130 @@ def parse_texts(reply: Reply, index: int | None = None) -> list[StoredText]:
         stamp = parse_scts(header.stamp)
         out.append(StoredText(where, header.status, header.sender, header.stamp, stamp, text))
     return out
+
+
+# -- voice calls --------------------------------------------------------------------------------
+
+#: An E.164 number and nothing else: a dial string may also carry modifiers (``,`` a pause,
+#: ``>`` a phonebook entry, ``I``/``G`` caller-id and CUG switches, ``*#`` service codes).
+_DIAL_NUMBER = re.compile(r"\+[1-9][0-9]{6,14}")
+
+#: ``<stat>`` of ``+CLCC`` (TS 27.007 7.18).
+_CLCC_STATES: Final[dict[int, str]] = {
+    0: "active",
+    1: "held",
+    2: "dialing",
+    3: "alerting",
+    4: "incoming",
+    5: "waiting",
+    6: "disconnect",  # SIM800: the call is being released
+}
+
+DialVerdict = Literal["dialling", "refused", "down", "busy", "no-answer"]
+CallEvent = Literal["active", "ended", "busy", "no-answer"]
+
+#: ``+CME ERROR`` codes to ``ATD`` that say the SIM or the network is not there now (the
+#: modem may well call once it is), not that the modem cannot place voice calls.
+_DIAL_DOWN: Final = frozenset({10, 11, 12, 13, 14, 15, 16, 17, 18, 30, 31, 32})
+
+
+def atd(number: str) -> str:
+    """``ATD+15551234567;``: a voice call (the semicolon) to an E.164 number.
+
+    Raises ``ValueError`` for anything but ``+`` and 7 to 15 digits (the first not 0)."""
+    if not _DIAL_NUMBER.fullmatch(number):
+        raise ValueError(f"not a phone number in E.164 (+ and digits): {number!r}")
+    return f"ATD{number};"
+
+
+@dataclass(frozen=True)
+class CallLine:
+    """One call of ``+CLCC: <idx>,<dir>,<stat>,<mode>,<mpty>[,<number>,<type>[,<alpha>]]``."""
+
+    index: int
+    outgoing: bool  # <dir> 0: mobile originated (ours)
+    state: str  # "active", "dialing", "alerting", ... (``_CLCC_STATES``), or "stat <n>"
+    voice: bool  # <mode> 0
+    number: str = ""
+
+
+def parse_clcc(line: str) -> CallLine | None:
+    """The call a ``+CLCC:`` line lists (None: not such a line)."""
+    if not line.startswith("+CLCC:"):
+        return None
+    fields = _split_quoted(line[len("+CLCC:") :])
+    if len(fields) < 5 or not all(f.isdigit() for f in fields[:4]):
+        return None
+    index, direction, stat, mode = (int(f) for f in fields[:4])
+    number = fields[5] if len(fields) > 5 else ""
+    state = _CLCC_STATES.get(stat, f"stat {stat}")
+    return CallLine(index, direction == 0, state, mode == 0, number)
+
+
+def outgoing_call(reply: Reply) -> CallLine | None:
+    """The outgoing voice call an ``AT+CLCC`` reply lists (the one we placed: we place one
+    at a time), None when it lists none."""
+    for value in reply.lines:
+        call = parse_clcc(value)
+        if call is not None and call.outgoing and call.voice:
+            return call
+    return None
+
+
+def dial_verdict(reply: Reply) -> DialVerdict:
+    """What the final result of ``ATD<number>;`` says.
+
+    ``OK``: dialling (the call goes on; follow it with ``AT+CLCC``). ``BUSY``, ``NO ANSWER``
+    (a modem that answers ``ATD`` only once the call has ended): that outcome. A ``+CME ERROR``
+    of the SIM, a PIN or the network (no SIM, no service, emergency calls only): ``down``, for
+    now. Anything else (``ERROR``, any other ``+CME ERROR``, ``NO CARRIER`` or ``NO DIALTONE``
+    at once, Huawei's ``COMMAND NOT SUPPORT``): ``refused``, this modem does not place voice
+    calls (many USB sticks are data-only). A bare ``ERROR`` while ``AT+CMEE=1`` holds is
+    refused too; the shell first checks that the modem has not merely lost its settings.
+    """
+    if reply.ok:
+        return "dialling"
+    if reply.result == "BUSY":
+        return "busy"
+    if reply.result == "NO ANSWER":
+        return "no-answer"
+    cme = reply.code("CME")
+    if cme is not None and cme in _DIAL_DOWN:
+        return "down"
+    return "refused"
+
+
+def call_progress(line: str) -> CallEvent | None:
+    """What an unsolicited line says of our outgoing call: ``active`` (answered: a ``+CLCC``
+    with stat 0, SIM7600's ``VOICE CALL: BEGIN``, SIM800's ``MO CONNECTED``), ``ended``
+    (``NO CARRIER``, ``VOICE CALL: END...``, a ``+CLCC`` with stat 6), ``busy`` (``BUSY``),
+    ``no-answer`` (``NO ANSWER``), or None (nothing about it)."""
+    if line == "BUSY":
+        return "busy"
+    if line == "NO ANSWER":
+        return "no-answer"
+    if line == "NO CARRIER" or line.startswith("VOICE CALL: END"):
+        return "ended"
+    if line == "MO CONNECTED" or line.startswith("VOICE CALL: BEGIN"):
+        return "active"
+    call = parse_clcc(line)
+    if call is not None and call.outgoing and call.voice:
+        if call.state == "active":
+            return "active"
+        if call.state == "disconnect":
+            return "ended"
+    return None
+
+
+def call_outcome(event: CallEvent, answered: bool) -> CallOutcome:
+    """The outcome of a call that ended by ``event``: ``BUSY`` is busy; ``NO ANSWER``, and a
+    call that ended before it was ever active (the callee rejected it, the network ended it),
+    no-answer; a call that ended after it was active, answered."""
+    if event == "busy":
+        return "busy"
+    if event == "no-answer":
+        return "no-answer"
+    return "answered" if answered else "no-answer"
 
 
 # -- errors -------------------------------------------------------------------------------------

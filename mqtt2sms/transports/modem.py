@@ -49,6 +49,42 @@ listing (not at every call) and is never returned twice. A failure raises like `
 returns nothing: the engine keeps the old mark, and deleting again is harmless. Long texts that
 came in parts are returned part by part (text mode hides the header that joins them).
 
+Voice calls (``call(number, ring_for, say, cancelled)``, the ``Calling`` protocol; the AT
+dialect of the SIM800 / SIM7600 families, TS 27.007, see ``at.py``): the number must be E.164
+(``at.atd``), else ``PermanentDeliveryError`` before the modem is touched. ``ATD<number>;``:
+
+- ``OK``: the call goes on; it is followed with ``AT+CLCC`` every ``call_poll`` (1 s) and the
+  unsolicited lines read between polls. Stat 0 (active) is ``answered``, hung up
+  ``answered_hold`` (3 s) later (no audio: the ring is the message; ``say`` is not used);
+  ``BUSY`` is ``busy``; ``NO ANSWER``, ``ring_for`` passing while it dials or rings, or ``NO
+  CARRIER`` (or the call gone from ``AT+CLCC``) before it was active is ``no-answer`` (the
+  callee rejected it or the network ended it; the line is the detail); ``cancelled()`` turning
+  true is ``canceled``, hung up at once (``answered`` if it was answered already). A modem
+  without ``AT+CLCC`` is followed by the final lines alone, with ``AT`` as the poll;
+- ``ERROR``, a ``+CME ERROR`` other than the SIM's or the network's, ``NO CARRIER`` or ``NO
+  DIALTONE`` at once: this modem cannot place voice calls (many USB sticks are data-only).
+  ``PermanentDeliveryError("modem: cannot place voice calls: ATD: ...")``, ``can_call``
+  becomes False and one error line is logged; later calls raise the same at once without
+  touching the modem, until the daemon restarts. A bare ``ERROR`` is first checked with
+  ``AT+CMEE?``: when ``AT+CMEE=1`` was lost the modem restarted silently, so it is initialised
+  again and dialled once more;
+- a ``+CME ERROR`` of the SIM, PIN or network (no service, emergency calls only): a
+  ``TemporaryDeliveryError`` of the way out; ``can_call`` stays as it was;
+- the modem stops answering or goes mid-call: ``TemporaryDeliveryError`` scope
+  ``"transport"``, after trying to hang up.
+
+Every way out of a call hangs up: ``ATH``, and ``AT+CHUP`` when ``ATH`` is refused (a call
+that ended by itself is hung up too: harmless, and no call is ever left up). A modem that
+holds ``ATD``'s result back until the call ends is stopped by the hang-up when ``ring_for``
+passes or the call is cancelled, and its late result read off. ``can_call`` is True once a
+dial was taken; ``probe`` says "voice calls: placed", "refused (ATD: ...)" or "not tried yet"
+(with whether ``AT+CLCC`` answered: the command set is there, not proof); it never dials.
+
+The lock is held for the whole call, like a send: the engine runs a call as one job on the
+modem's worker, between texts, so nothing else waits on it there; a ``close()`` from another
+thread (at stop) waits for the call to end, so the engine's ``cancelled`` should turn true
+when it stops.
+
 The transport runs no thread: the engine calls it from the way out's worker. The port is
 opened exclusively (``flock``): a second program (another mqtt2sms, ModemManager) gets a
 clear "busy" error instead of stealing replies.
@@ -71,7 +107,7 @@ from typing import Any, TypeVar
 from ..config.model import ModemConfig
 from ..errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
 from . import at
-from .base import OutgoingText, Receipt, ReceivedText
+from .base import CallResult, OutgoingText, Receipt, ReceivedText
 
 log = logging.getLogger("mqtt2sms.modem")
 _T = TypeVar("_T")
@@ -80,6 +116,9 @@ _READ_SLICE = 0.05  # seconds one read waits at most: the granularity of every t
 _SIM_BUSY_WAIT = 0.3  # between tries while the SIM is busy starting (CME 14, CMS 314/515)
 _PIN = re.compile(r"[0-9]{4,8}")
 _MAX_NOTICES = 100
+_CALL_POLL = 1.0  # seconds between AT+CLCC while a call rings
+_ANSWERED_HOLD = 3.0  # seconds an answered call stays up before we hang up (no audio)
+_LATE_LINES = 0.3  # seconds to read after a dial we stopped (its own late result)
 
 
 class _NoAnswer(Exception):
@@ -92,6 +131,10 @@ class _Stale(Exception):
 
 class _Gone(Exception):
     """The device failed under us (unplugged, EIO)."""
+
+
+class _Stopped(Exception):
+    """A wait was cut short: the call was cancelled or rang its time."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +180,8 @@ class ModemTransport:
         prompt_timeout: float = 10.0,
         send_timeout: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        answered_hold: float = _ANSWERED_HOLD,
+        call_poll: float = _CALL_POLL,
     ) -> None:
         self._config = config
         self.poll_every = config.poll  # for the engine's poller (polling.py)
@@ -168,6 +213,14 @@ class ModemTransport:
         self._must_list = True  # a listing is due: the port was (re)initialised, or an index reused
         self._last_list = 0.0  # clock() of the last complete listing
         self._undeleted: set[_Handled] = set()  # in the mark, but their delete failed
+        #: whether this modem places voice calls: None not known yet, False it refused ATD
+        #: (kept until the daemon restarts: calls then raise at once, the modem untouched)
+        self.can_call: bool | None = None
+        self._refusal = ""  # "ATD: ERROR": what the modem said when it refused
+        self._answered_hold = answered_hold
+        self._call_poll = call_poll
+        self._calling = False  # a call is up: _heard keeps its progress lines
+        self._progress: list[str] = []  # NO CARRIER, BUSY, ... heard during the call
 
     # -- the transport -----------------------------------------------------------------
 
@@ -214,6 +267,23 @@ class ModemTransport:
         handled = _read_mark(mark)
         with self._lock:
             return self._guarded("reading received texts", lambda: self._receive(mark, handled))
+
+    def call(
+        self, number: str, ring_for: float, say: str, cancelled: Callable[[], bool]
+    ) -> CallResult:
+        """Ring ``number`` once (``ATD<number>;``), at most ``ring_for`` seconds; hang up a
+        few seconds after it is answered (``say`` is not spoken: a modem plays no audio).
+        See "Voice calls" in the module docstring."""
+        try:
+            command = at.atd(number)
+        except ValueError as exc:
+            raise PermanentDeliveryError(f"modem: {exc}") from exc
+        if self.can_call is False:
+            raise PermanentDeliveryError(f"modem: cannot place voice calls: {self._refusal}")
+        if cancelled():
+            return CallResult("canceled", "cancelled before dialling")
+        with self._lock:
+            return self._guarded("calling", lambda: self._call(command, ring_for, cancelled))
 
     def close(self) -> None:
         """Close the port (the next use opens and initialises it again)."""
@@ -286,8 +356,205 @@ class ModemTransport:
         else:
             signal = f"signal {csq[0]}/31 ({-113 + 2 * csq[0]} dBm)"
         reg = "registration unknown" if stat is None else _REG.get(stat, f"+CREG stat {stat}")
+        voice = self._voice_hint()
         extra = f"; {'; '.join(self.warnings)}" if self.warnings else ""
-        return f"modem {self._config.device}: SIM {state or 'unknown'}, {signal}, {reg}{extra}"
+        return (
+            f"modem {self._config.device}: SIM {state or 'unknown'}, {signal}, {reg}; "
+            f"{voice}{extra}"
+        )
+
+    def _voice_hint(self) -> str:
+        """Whether it places voice calls, as far as known without dialling: a refused or
+        placed call says; else ``AT+CLCC`` answered means the command set is there (a hint,
+        not proof)."""
+        if self.can_call is False:
+            return f"voice calls: refused ({self._refusal})"
+        if self.can_call:
+            return "voice calls: placed"
+        reply = self._command("AT+CLCC", self._timeout)
+        if reply.ok:
+            return "voice calls: not tried yet (AT+CLCC answered)"
+        return f"voice calls: not tried yet (AT+CLCC: {at.describe(reply)}: probably none)"
+
+    def _call(self, command: str, ring_for: float, cancelled: Callable[[], bool]) -> CallResult:
+        """Dial, follow, and hang up on every way out (a hang-up that fails while another
+        error is on its way is only logged)."""
+        self._ensure()
+        self._progress = []
+        self._calling = True
+        try:
+            result = self._ring(command, ring_for, cancelled)
+        except BaseException:
+            self._calling = False
+            self._hang_up_quietly()
+            raise
+        self._calling = False
+        self._hang_up()
+        return result
+
+    def _ring(self, command: str, ring_for: float, cancelled: Callable[[], bool]) -> CallResult:
+        started = self._clock()
+        deadline = started + ring_for
+        reply = self._dial(command, deadline, cancelled)
+        if reply is None:  # a modem that holds ATD's result back until the call ends
+            self._late_lines()
+            if cancelled():
+                return CallResult("canceled", "cancelled while dialling")
+            return CallResult("no-answer", f"not answered within {ring_for:g} s")
+        verdict = at.dial_verdict(reply)
+        if verdict == "refused" and reply.result == "ERROR" and not self._settings_kept():
+            log.warning("modem: ATD refused with a bare ERROR: initialising it again")
+            self._close()
+            self._ensure()
+            reply = self._dial(command, deadline, cancelled)
+            if reply is None:
+                self._late_lines()
+                return CallResult("canceled" if cancelled() else "no-answer", "stopped dialling")
+            verdict = at.dial_verdict(reply)
+        if verdict == "refused":
+            raise self._refused(reply)
+        if verdict == "down":  # the port is closed by _guarded, after the hang-up
+            raise at.error_for(reply, "dialling")
+        if verdict != "dialling":
+            return CallResult(verdict, f"ATD: {reply.result}")
+        self.can_call = True
+        return self._follow(deadline, ring_for, cancelled)
+
+    def _dial(
+        self, command: str, deadline: float, cancelled: Callable[[], bool]
+    ) -> at.Reply | None:
+        """``ATD<number>;``'s reply, or None when the call was cancelled or rang its time
+        before the modem answered the command (the hang-up then ends it)."""
+
+        def stop() -> bool:
+            return cancelled() or self._clock() >= deadline
+
+        self._drain()
+        self._write(command.encode("latin-1") + b"\r")
+        try:
+            return self._await(
+                at.Exchange(command), max(deadline - self._clock(), 0.0) + self._timeout, stop
+            )
+        except _Stopped:
+            return None
+
+    def _settings_kept(self) -> bool:
+        """Whether ``AT+CMEE=1`` still holds (so a bare ``ERROR`` is the modem's answer, not
+        a sign it restarted and lost its settings)."""
+        reply = self._command("AT+CMEE?", self._timeout)
+        return reply.ok and any(v.strip() == "1" for v in reply.values("+CMEE:"))
+
+    def _refused(self, reply: at.Reply) -> PermanentDeliveryError:
+        self.can_call = False
+        self._refusal = f"ATD: {at.describe(reply)}"
+        log.error(
+            "modem: it cannot place voice calls (%s): calls by the modem are not tried again "
+            "until mqtt2sms restarts; texts go as before",
+            self._refusal,
+        )
+        return PermanentDeliveryError(f"modem: cannot place voice calls: {self._refusal}")
+
+    def _follow(
+        self, deadline: float, ring_for: float, cancelled: Callable[[], bool]
+    ) -> CallResult:
+        """Follow a dialled call until it ends, is answered (and held ``answered_hold``),
+        rings ``ring_for`` or is cancelled; ``AT+CLCC`` about every ``call_poll`` seconds
+        between reads of the unsolicited lines. The caller hangs up."""
+        answered_at: float | None = None
+        state = "dialing"
+        listed = False  # AT+CLCC has listed our call
+        missing = 0  # AT+CLCC listed no call this many times in a row
+        clcc = True  # the modem answers AT+CLCC
+        next_poll = self._clock()
+        while True:
+            while self._progress:
+                line = self._progress.pop(0)
+                event = at.call_progress(line)
+                if event == "active":
+                    answered_at = answered_at if answered_at is not None else self._clock()
+                elif event is not None:
+                    return CallResult(at.call_outcome(event, answered_at is not None), line)
+            if missing and (listed or missing >= 2):
+                outcome = at.call_outcome("ended", answered_at is not None)
+                return CallResult(outcome, "the call ended (AT+CLCC lists none)")
+            now = self._clock()
+            if cancelled():
+                if answered_at is not None:
+                    return CallResult("answered", "answered; acknowledged meanwhile")
+                return CallResult("canceled", f"cancelled while {state}")
+            if answered_at is not None:
+                if now >= answered_at + self._answered_hold:
+                    return CallResult("answered", "answered (AT+CLCC stat 0)")
+            elif now >= deadline:
+                return CallResult("no-answer", f"rang {ring_for:g} s unanswered ({state})")
+            if now >= next_poll:
+                next_poll = now + self._call_poll
+                # without a call list, AT at least says the modem is still there
+                reply = self._command("AT+CLCC" if clcc else "AT", self._timeout)
+                if not reply.ok:
+                    if clcc:  # no call list here: the final result lines must do
+                        log.info(
+                            "modem: AT+CLCC: %s: following the call without it", at.describe(reply)
+                        )
+                        clcc = False
+                        continue
+                    raise TemporaryDeliveryError(
+                        f"modem: AT: {at.describe(reply)} while following the call"
+                    )
+                if not clcc:
+                    continue
+                call = at.outgoing_call(reply)
+                if call is None:
+                    missing += 1
+                    continue
+                listed, missing, state = True, 0, call.state
+                if call.state == "active" and answered_at is None:
+                    answered_at = self._clock()
+                elif call.state == "disconnect":
+                    missing = 1
+                continue
+            self._listen()
+
+    def _listen(self) -> None:
+        """Read one slice of what the modem says; every line is unsolicited."""
+        self._reader.feed(self._read())
+        lines = []
+        item = self._reader.pop()
+        while item is not None:
+            if isinstance(item, str) and item.strip():
+                lines.append(item.strip())
+            item = self._reader.pop()
+        self._heard(lines)
+
+    def _late_lines(self) -> None:
+        """After a dial we stopped (the hang-up aborts it), the modem's late result for the
+        ``ATD`` must not be taken for the next command's: read it off as unsolicited."""
+        self._hang_up()
+        end = self._clock() + _LATE_LINES
+        while self._clock() < end:
+            self._listen()
+
+    def _hang_up(self) -> None:
+        """``ATH``, or ``AT+CHUP`` when ATH is refused; raises when neither is taken."""
+        reply = self._command("ATH", self._timeout)
+        if reply.ok:
+            return
+        first = at.describe(reply)
+        reply = self._command("AT+CHUP", self._timeout)
+        if reply.ok:
+            return
+        raise TemporaryDeliveryError(
+            f"modem: could not hang up (ATH: {first}; AT+CHUP: {at.describe(reply)})"
+        )
+
+    def _hang_up_quietly(self) -> None:
+        """Hang up on the way out of a failure: what fails is logged, the failure goes on."""
+        if self._port is None:
+            return  # closed already (gone): nothing to say it to
+        try:
+            self._hang_up()
+        except (DeliveryError, _NoAnswer, _Gone) as exc:
+            log.warning("modem: hanging up after a failed call: %s", exc)
 
     def _health(self) -> ModemHealth:
         self._ensure()
@@ -546,10 +813,14 @@ class ModemTransport:
             self._ready = False
         return reply
 
-    def _await(self, exchange: at.Exchange, timeout: float) -> at.Reply:
+    def _await(
+        self, exchange: at.Exchange, timeout: float, stop: Callable[[], bool] | None = None
+    ) -> at.Reply:
         deadline = self._clock() + timeout
         try:
             while True:
+                if stop is not None and stop():
+                    raise _Stopped
                 item = self._reader.pop(prompt=exchange.prompt)
                 while item is not None:
                     reply = exchange.take(item)
@@ -581,6 +852,8 @@ class ModemTransport:
 
     def _heard(self, lines: list[str]) -> None:
         for line in lines:
+            if self._calling and at.call_progress(line) is not None:
+                self._progress.append(line)
             notice = at.parse_cmti(line)
             if notice is not None:
                 self.new_texts = [*self.new_texts[-(_MAX_NOTICES - 1) :], notice]

@@ -298,7 +298,8 @@ def test_probe_says_sim_signal_and_registration(fake: FakeModem) -> None:
     finally:
         modem.close()
     assert (
-        line == f"modem {fake.link}: SIM READY, signal 20/31 (-73 dBm), registered (home network)"
+        line == f"modem {fake.link}: SIM READY, signal 20/31 (-73 dBm), registered (home network); "
+        "voice calls: not tried yet (AT+CLCC answered)"
     )
     assert "signal unknown, not registered, searching" in searching
     assert (health.signal, health.registered, health.sim_used, health.sim_total) == (

@@ -22,6 +22,16 @@ points, or as hex UCS-2 when it needs it or is asked to) at the lowest free inde
 for GSM, octets for UCS-2) and ``AT+CMGD=<i>[,<flag>]`` (every delete command is kept in
 ``deletes``; a flag deletes as TS 27.005 says; ``refuse_deletes``: each gets an error).
 ``store`` holds the texts by memory and index. ``AT+CPMS``'s counts stay ``sim``.
+
+Voice calls: ``ATD<number>;`` is answered by ``call_modes[number]``, else ``call_mode``:
+``answer`` (dialing, alerting after ``alert_after`` s, active ``answer_after`` s after the
+dial), ``never`` (alerting until hung up), ``busy`` (``BUSY`` once alerting), ``reject``
+(``NO CARRIER`` once alerting), ``no-answer`` (``NO ANSWER`` ``no_answer_after`` s after the
+dial), ``refuse`` (``refuse_with``, default ``ERROR``, to ``ATD``: a stick without voice).
+``AT+CLCC`` lists the call (stat 2, 3, 0 as it goes); ``ATH`` and ``AT+CHUP`` end it
+(``refuse_ath``: ``ATH`` gets ``ERROR``). Every dial and hang-up is kept with its
+``time.monotonic()`` in ``calls`` (``FakeCall``) and ``hangups``. ``AT+CMEE?`` answers.
+``hold_dial_result``: ``ATD`` gets no ``OK``; a hang-up first ends it with ``NO CARRIER``.
 """
 
 from __future__ import annotations
@@ -64,6 +74,17 @@ _EXT |= {"]": 0x3E, "|": 0x40, "€": 0x65}
 _GSM = frozenset(GSM7_TABLE) - {"\x1b"} | frozenset(_EXT)
 
 
+@dataclass
+class FakeCall:
+    number: str
+    mode: str
+    dialled_at: float  # time.monotonic()
+    stat: int = 2  # +CLCC: 2 dialing, 3 alerting, 0 active
+    answered_at: float | None = None
+    ended_at: float | None = None
+    ended_by: str = ""  # "ATH", "AT+CHUP", or the line the fake wrote ("BUSY", ...)
+
+
 @dataclass(frozen=True)
 class FakeSms:
     number: str
@@ -92,6 +113,16 @@ class FakeModem:
         self.deletes: list[str] = []  # every AT+CMGD command, as given
         self.capacity = 30  # indexes 0 .. capacity-1 per memory
         self.refuse_deletes = False  # AT+CMGD gets +CMS ERROR: 500
+        self.call_mode = "answer"
+        self.call_modes: dict[str, str] = {}  # per number, before call_mode
+        self.alert_after = 0.2  # seconds from the dial to alerting
+        self.answer_after = 0.5  # seconds from the dial to active ("answer")
+        self.no_answer_after = 1.0  # seconds from the dial to NO ANSWER ("no-answer")
+        self.refuse_with = "ERROR"  # the answer to ATD in "refuse"
+        self.refuse_ath = False  # ATH gets ERROR (AT+CHUP must do)
+        self.hold_dial_result = False  # ATD answers only when the call ends (AT+COLP=1 style)
+        self.calls: list[FakeCall] = []  # every ATD, in order
+        self.hangups: list[tuple[float, str]] = []  # (time.monotonic(), "ATH" / "AT+CHUP")
         self._ref = 0
         self._hang_until = 0.0
         self._lock = threading.Lock()
@@ -202,6 +233,9 @@ class FakeModem:
         self.pin_tries = 3
         self._buf = bytearray()
         self._typing: str | None = None  # the number of the text being typed
+        call = self._live_call()
+        if call is not None:
+            self._end(call, "reset")  # a modem that restarts drops its call
 
     def _write(self, text: str | bytes) -> None:
         data = text.encode("latin-1") if isinstance(text, str) else text
@@ -222,11 +256,13 @@ class FakeModem:
             except OSError:
                 time.sleep(0.02)
                 continue
-            if not data or self.hanging:
+            if self.hanging:
                 continue
             with self._lock:
                 if fd is self._master:
-                    self._feed(data)
+                    self._tick()
+                    if data:
+                        self._feed(data)
 
     def _feed(self, data: bytes) -> None:
         for b in data:
@@ -266,6 +302,8 @@ class FakeModem:
         elif cmd in ("ATE0", "ATE1"):
             self.echo = cmd == "ATE1"
             self._ok()
+        elif cmd == "AT+CMEE?":
+            self._ok(f"+CMEE: {self.cmee}")
         elif cmd.startswith("AT+CMEE="):
             self.cmee = int(cmd.split("=")[1])
             self._ok()
@@ -328,6 +366,26 @@ class FakeModem:
             self._ok(f"+CSQ: {self.csq[0]},{self.csq[1]}")
         elif cmd == "AT+CREG?":
             self._ok(f"+CREG: 0,{self.creg}")
+        elif cmd.startswith("ATD") and cmd.endswith(";"):
+            self._dial(line[3:-1].strip())
+        elif cmd == "AT+CLCC":
+            call = self._live_call()
+            if call is None:
+                self._ok()
+            else:
+                self._ok(f'+CLCC: 1,0,{call.stat},0,0,"{call.number}",145')
+        elif cmd in ("ATH", "ATH0", "AT+CHUP"):
+            name = "AT+CHUP" if cmd == "AT+CHUP" else "ATH"
+            self.hangups.append((time.monotonic(), name))
+            if self.hold_dial_result and self._live_call() is not None:
+                self._write("\r\nNO CARRIER\r\n")  # the held ATD, aborted
+            if name == "ATH" and self.refuse_ath:
+                self._write("\r\nERROR\r\n")
+                return
+            call = self._live_call()
+            if call is not None:
+                self._end(call, name)
+            self._ok()
         elif cmd.startswith("AT+CMGS=") and self.cmgf == 1:
             field = line.split("=", 1)[1].strip('"')
             number = bytes.fromhex(field).decode("utf-16-be") if self.cscs == "UCS2" else field
@@ -342,6 +400,48 @@ class FakeModem:
                 self.inject(urc)
         else:
             self._error("CMS", 302)
+
+    def _live_call(self) -> FakeCall | None:
+        if self.calls and self.calls[-1].ended_at is None:
+            return self.calls[-1]
+        return None
+
+    def _dial(self, number: str) -> None:
+        mode = self.call_modes.get(number, self.call_mode)
+        if mode == "refuse":
+            self.calls.append(FakeCall(number, mode, time.monotonic(), ended_at=time.monotonic()))
+            self.calls[-1].ended_by = self.refuse_with
+            self._write(f"\r\n{self.refuse_with}\r\n")
+            return
+        if self._live_call() is not None:
+            self._error("CME", 3)  # one call at a time
+            return
+        self.calls.append(FakeCall(number, mode, time.monotonic()))
+        if not self.hold_dial_result:
+            self._ok()
+
+    def _end(self, call: FakeCall, by: str) -> None:
+        call.ended_at, call.ended_by = time.monotonic(), by
+
+    def _tick(self) -> None:
+        """Move the call on (called with the lock held, about every 50 ms)."""
+        call = self._live_call()
+        if call is None:
+            return
+        elapsed = time.monotonic() - call.dialled_at
+        if call.stat == 2 and elapsed >= self.alert_after:
+            call.stat = 3
+        if call.stat != 3:
+            return
+        if call.mode == "answer" and elapsed >= self.answer_after:
+            call.stat, call.answered_at = 0, time.monotonic()
+        elif call.mode in ("busy", "reject"):
+            line = "BUSY" if call.mode == "busy" else "NO CARRIER"
+            self._end(call, line)
+            self.inject(line)
+        elif call.mode == "no-answer" and elapsed >= self.no_answer_after:
+            self._end(call, "NO ANSWER")
+            self.inject("NO ANSWER")
 
     def _header(self, sms: StoredSms, length: int, index: int | None) -> str:
         toa = 145 if sms.sender.startswith("+") else 129
