@@ -147,3 +147,74 @@ def test_mqtt2sms_call_rings_a_contact_once(
     finally:
         d.stop()
         w.close()
+
+
+# ------------------------------------------------------------------------ by the modem
+
+
+@pytest.fixture
+def modem(tmp_path: Any) -> Iterator[Any]:
+    pytest.importorskip("serial")
+    from tests.fakes.modem import FakeModem
+
+    (tmp_path / "dev").mkdir()
+    with FakeModem(tmp_path / "dev") as fake:
+        yield fake
+
+
+def modem_config(mosquitto: Mosquitto, fake: Any, tw: FakeTwilio) -> str:
+    text = config(mosquitto, tw).replace(
+        "defaults: {to: [alex], via: [twilio]}",
+        f"modem: {{device: {fake.link}, poll: 1s}}\ndefaults: {{to: [alex], via: [modem]}}",
+    )
+    return text.replace("call_gap: 4s\n    ring_for: 5s", "call_gap: 4s\n    ring_for: 2s")
+
+
+def test_nobody_answers_the_modem_rings_sam_twice_and_a_reply_stops_the_ringing(
+    mosquitto: Mosquitto, twilio: FakeTwilio, modem: Any, daemon_factory: Any
+) -> None:
+    modem.call_mode = "never"  # nobody picks up: each call rings until we hang up
+    d = daemon_factory(modem_config(mosquitto, modem, twilio))
+    w = running(d, mosquitto.port)
+    try:
+        w.publish("zigbee2mqtt/kitchen/smoke", '{"smoke": true}')
+        code = wait_for(lambda: incident_events(w, "opened"), 15, "opened")[0]["id"]
+        calls = wait_for(lambda: modem.calls[1:] and modem.calls, 30, "two calls")
+        assert [c.number for c in calls] == [SAM, SAM]
+        assert 3.0 <= calls[1].dialled_at - calls[0].dialled_at <= 7.0  # call_gap: 4s
+        rang = calls[0].ended_at - calls[0].dialled_at
+        assert 1.5 <= rang <= 4.0, rang  # hung up after ring_for (2s)
+        outcomes = wait_for(lambda: incident_events(w, "call")[1:], 15, "two call events")
+        assert [(e["to"], e["via"], e["outcome"]) for e in incident_events(w, "call")] == [
+            ("sam", "modem", "no-answer"),
+            ("sam", "modem", "no-answer"),
+        ], outcomes
+    finally:
+        d.stop()
+        w.close()
+    assert code
+
+
+def test_an_ack_while_the_modem_rings_hangs_up_at_once(
+    mosquitto: Mosquitto, twilio: FakeTwilio, modem: Any, daemon_factory: Any
+) -> None:
+    modem.call_mode = "never"
+    d = daemon_factory(
+        modem_config(mosquitto, modem, twilio).replace("ring_for: 2s", "ring_for: 20s")
+    )
+    w = running(d, mosquitto.port)
+    try:
+        w.publish("zigbee2mqtt/kitchen/smoke", '{"smoke": true}')
+        code = wait_for(lambda: incident_events(w, "opened"), 15, "opened")[0]["id"]
+        call = wait_for(lambda: modem.calls, 15, "the first call")[0]
+        time.sleep(0.5)
+        w.publish("mqtt2sms/ack", json.dumps({"id": code, "by": "kitchen panel"}))
+        wait_for(lambda: call.ended_at is not None, 10, "the call hung up")
+        assert call.ended_at - call.dialled_at < 8.0  # far before ring_for (20s)
+        ev = wait_for(lambda: incident_events(w, "call"), 10, "the call's event")[0]
+        assert ev["outcome"] == "canceled"
+        time.sleep(5)  # past call_gap: the second call never comes
+        assert len(modem.calls) == 1
+    finally:
+        d.stop()
+        w.close()
