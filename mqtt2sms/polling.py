@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from mqtt2sms import config as cfg
-from mqtt2sms import delivery
+from mqtt2sms import delivery, replies
 from mqtt2sms.disk import Disk
 from mqtt2sms.errors import Mqtt2SmsError
 from mqtt2sms.events import EventSink
@@ -205,11 +205,10 @@ def received_body(
 ) -> dict[str, object] | None:
     """What ``rx`` becomes on ``<base>/received``, or None when ``received:`` keeps it back
     (``none``; ``contacts`` and a stranger)."""
-    contact = next(
-        (c.name for c in config.contacts.values() if rx.sender in (c.e164, c.gateway_address)),
-        None,
-    )
+    cc = config.defaults.country_code
+    contact = replies.contact_of(rx.sender, config.contacts, cc)
     if config.received == "none" or (config.received == "contacts" and contact is None):
         return None
     at = (rx.at or wall).isoformat(timespec="seconds")
-    return {"from": rx.sender, "contact": contact, "text": rx.text, "via": via, "at": at}
+    sender = replies.e164(rx.sender, cc) or rx.sender  # a short code or a name stays as it is
+    return {"from": sender, "contact": contact, "text": rx.text, "via": via, "at": at}

@@ -247,6 +247,9 @@ class AndroidTransport:
         try:
             self._http.delete(f"/message/{_quote(remote_id)}", label="cancel")
         except HttpPermanentError as exc:
+            if exc.status == 409:
+                log.info("android: %s was sent already: too late to cancel", remote_id)
+                return False
             if exc.status in (404, 405):
                 log.warning(
                     "android: the phone cannot cancel %s (HTTP %s: app older than 1.67, or it "

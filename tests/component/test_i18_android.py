@@ -217,6 +217,16 @@ def test_cancel_a_pending_text(phone: FakeAndroid) -> None:
     assert (report.state, report.detail) == ("undelivered", "Cancelled")
 
 
+def test_cancel_of_a_text_the_phone_sent_already_is_too_late_not_an_error(
+    phone: FakeAndroid,
+) -> None:
+    phone.script("+15551234567", ["Sent"])
+    t = transport(phone)
+    t.send(text())
+    t.reports(["t1"])  # the phone has sent it
+    assert t.cancel("t1") is False
+
+
 def test_cancel_on_an_app_older_than_1_67_says_the_text_stays(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
