@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from mqtt2sms import config as cfg
@@ -43,24 +44,13 @@ def command(config: cfg.Config, args: argparse.Namespace) -> int:
 
 
 def _list(config: cfg.Config) -> int:
-    from mqtt2sms.cli import _age, _elapsed_now, _table
-    from mqtt2sms.outbox import Outbox
-    from mqtt2sms.system import outbox_path
+    from mqtt2sms.cli import _age, _table
 
-    path = outbox_path(config)
-    if not os.path.exists(path):
-        print("no incident is open")
-        return 0
     try:
-        box = Outbox(path)
+        now, open_ = _stored(config)
     except StorageError as exc:
-        print(f"cannot read {path}: {exc}", file=sys.stderr)
+        print(f"cannot read the outbox: {exc}", file=sys.stderr)
         return 1
-    try:
-        now = _elapsed_now(box)
-        open_ = [incidents.from_json(d) for d in box.incidents()]
-    finally:
-        box.close()
     if not open_:
         print("no incident is open")
         return 0
@@ -111,7 +101,6 @@ def _ack(config: cfg.Config, code: str, by: str) -> int:
 
 def _drill(config: cfg.Config, policy: str, step_text: str) -> int:
     from mqtt2sms.config.reader import parse_duration
-    from mqtt2sms.mqtt import publish_once, watch
 
     if policy not in config.escalations:
         known = ", ".join(config.escalations) or "none"
@@ -126,36 +115,22 @@ def _drill(config: cfg.Config, policy: str, step_text: str) -> int:
     steps = config.escalations[policy].steps
     print(f"drill of {policy}: {len(steps)} step(s), {step:g}s apart; texts say TEST.")
     print("Reply to the text from your phone as you would to a real alarm (ACK and its code).")
-    outcome: dict[str, Any] = {}
 
-    def seen(payload: bytes) -> bool:
-        try:
-            ev = json.loads(payload)
-        except ValueError:
-            return False
-        if not isinstance(ev, dict) or ev.get("key") != f"drill:{policy}":
+    def ends(ev: dict[str, Any]) -> bool:
+        if ev.get("key") != f"drill:{policy}":
             return False
         at = dt.datetime.now().strftime("%H:%M:%S")
         who = f" by {ev['by']}" if ev.get("by") else ""
         print(f"{at}  incident {ev.get('id')}: {ev.get('state')}, step {ev.get('step')}{who}")
-        if ev.get("state") in ("acked", "unacknowledged", "resolved"):
-            outcome.update(ev)
-            return True
-        return False
+        return ev.get("state") in ("acked", "unacknowledged", "resolved")
 
-    client = f"mqtt2sms-drill-{os.getpid()}"
     body = json.dumps({"policy": policy, "step": step})
-    topic = f"{config.mqtt.base_topic}/incident"
-
-    def ask() -> None:
-        publish_once(config.mqtt, control.drill_topic(config), body, client + "-ask")
-
     try:
-        ended = watch(config.mqtt, topic, client, seen, len(steps) * step + 330.0, then=ask)
+        outcome = _follow(config, control.drill_topic(config), body, ends, len(steps) * step + 330)
     except MqttError as exc:
         print(f"drill failed: {exc}", file=sys.stderr)
         return 1
-    if not ended:
+    if outcome is None:
         print("the daemon said nothing of the drill: is it running, on this broker?")
         return 1
     if outcome.get("state") == "acked":
@@ -165,22 +140,56 @@ def _drill(config: cfg.Config, policy: str, step_text: str) -> int:
     return 1
 
 
-def _open_now(config: cfg.Config) -> list[incidents.Incident]:
-    """The open incidents the daemon has written, or none when there is no outbox yet."""
+def _stored(config: cfg.Config) -> tuple[float, list[incidents.Incident]]:
+    """Now on the daemon's elapsed axis, and the open incidents it has written (none when
+    there is no outbox yet). Raises ``StorageError``."""
+    from mqtt2sms.cli import _elapsed_now
     from mqtt2sms.outbox import Outbox
     from mqtt2sms.system import outbox_path
 
     path = outbox_path(config)
     if not os.path.exists(path):
-        return []
+        return 0.0, []
+    box = Outbox(path)
     try:
-        box = Outbox(path)
-    except StorageError:
-        return []
-    try:
-        return [incidents.from_json(d) for d in box.incidents()]
+        return _elapsed_now(box), [incidents.from_json(d) for d in box.incidents()]
     finally:
         box.close()
+
+
+def _open_now(config: cfg.Config) -> list[incidents.Incident]:
+    try:
+        return _stored(config)[1]
+    except StorageError:
+        return []
+
+
+def _follow(
+    config: cfg.Config, ask: str, payload: str, ends: Callable[[dict[str, Any]], bool], wait: float
+) -> dict[str, Any] | None:
+    """Publish ``payload`` on ``ask`` to the running daemon, then follow ``<base>/incident``
+    until an event ``ends`` says it is the end (returned), or ``wait`` seconds pass (None).
+    Raises ``MqttError``."""
+    from mqtt2sms.mqtt import publish_once, watch
+
+    client = f"mqtt2sms-cli-{os.getpid()}"
+    last: dict[str, Any] = {}
+
+    def seen(raw: bytes) -> bool:
+        try:
+            ev = json.loads(raw)
+        except ValueError:
+            return False
+        if isinstance(ev, dict) and ends(ev):
+            last.update(ev)
+            return True
+        return False
+
+    def then() -> None:
+        publish_once(config.mqtt, ask, payload, client + "-ask")
+
+    topic = f"{config.mqtt.base_topic}/incident"
+    return last if watch(config.mqtt, topic, client, seen, wait, then) else None
 
 
 def preview(config: cfg.Config, trigger: Any) -> dict[str, Any]:
@@ -244,7 +253,6 @@ def call_command(config: cfg.Config, contact: str, wait_text: str) -> int:
     contact once by the first of its ways out that can call; the outcome is printed."""
     from mqtt2sms import ways
     from mqtt2sms.config.reader import parse_duration
-    from mqtt2sms.mqtt import publish_once, watch
 
     c = config.contacts.get(contact)
     if c is None:
@@ -265,31 +273,17 @@ def call_command(config: cfg.Config, contact: str, wait_text: str) -> int:
     except ValueError as exc:
         print(f"--wait: {exc}", file=sys.stderr)
         return 1
-    outcome: dict[str, Any] = {}
 
-    def seen(payload: bytes) -> bool:
-        try:
-            ev = json.loads(payload)
-        except ValueError:
-            return False
-        mine = isinstance(ev, dict) and ev.get("state") == "call" and ev.get("id") is None
-        if mine and ev.get("to") == contact:
-            outcome.update(ev)
-            return True
-        return False
-
-    client = f"mqtt2sms-call-{os.getpid()}"
-
-    def ask() -> None:
-        publish_once(config.mqtt, control.call_topic(config), contact, client + "-ask")
+    def ends(ev: dict[str, Any]) -> bool:
+        return ev.get("state") == "call" and ev.get("id") is None and ev.get("to") == contact
 
     print(f"ringing {contact} ({c.e164}) by {way}, once...")
     try:
-        told = watch(config.mqtt, f"{config.mqtt.base_topic}/incident", client, seen, wait, ask)
+        outcome = _follow(config, control.call_topic(config), contact, ends, wait)
     except MqttError as exc:
         print(f"call failed: {exc}", file=sys.stderr)
         return 1
-    if not told:
+    if outcome is None:
         print("the daemon said nothing of the call: is it running, on this broker?")
         return 1
     detail = f" ({outcome['detail']})" if outcome.get("detail") else ""
