@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 from mqtt2sms import __version__, addon, carriers, cli_incidents, elapsed, health, throttle
 from mqtt2sms import config as cfg
+from mqtt2sms.cli_common import age, daemon_clock, elapsed_now, table
 from mqtt2sms.errors import ConfigError, DeliveryError, MqttError
 
 if TYPE_CHECKING:
-    from mqtt2sms.clock import Clock
-    from mqtt2sms.outbox import Outbox
+    pass
 
 log = logging.getLogger("mqtt2sms")
 
@@ -161,17 +161,10 @@ def cmd_carriers() -> int:
     rows = [("carrier", "domain", "country", "status", "note")]
     for key, c in sorted(carriers.CARRIERS.items()):
         rows.append((key, c.domain, c.country, c.status, c.note))
-    _table(rows)
+    table(rows)
     for paragraph in carriers.CLOSING:
         print(paragraph)
     return 0
-
-
-def _table(rows: Sequence[Sequence[object]]) -> None:
-    cols = [str(x) for x in rows[0]]
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(cols))]
-    for r in rows:
-        print("  ".join(str(v).ljust(widths[i]) for i, v in enumerate(r)).rstrip())
 
 
 # --------------------------------------------------------------------------- check
@@ -422,7 +415,7 @@ def _live_throttle(
         yield throttle.ThrottleState.empty(), None
         return
     try:
-        clock = _daemon_clock(box)
+        clock = daemon_clock(box)
         try:
             live = LiveThrottle(box, clock.now_e(), utcnow())
         except StorageError:
@@ -564,33 +557,6 @@ def cmd_send(config: cfg.Config, text: str, to: list[str], priority: str | None)
 # --------------------------------------------------------------------------- queue
 
 
-def _age(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
-
-
-def _daemon_clock(box: Outbox) -> Clock:
-    """The daemon's clocks as it saved them: its elapsed axis (the outbox's times are on it)
-    and its throttle axis."""
-    import time
-
-    from mqtt2sms.clock import Clock
-    from mqtt2sms.system import read_boot_id, utcnow
-
-    return Clock(utcnow, time.monotonic, read_boot_id(), box.get_kv("clock"), box.get_kv("ahead"))
-
-
-def _elapsed_now(box: Outbox) -> float:
-    """Now on the daemon's elapsed axis."""
-    return _daemon_clock(box).now_e()
-
-
 def cmd_queue(config: cfg.Config, action: str, text_id: str | None, show_all: bool) -> int:
     from mqtt2sms.outbox import Outbox, OutboxError
     from mqtt2sms.system import outbox_path
@@ -603,27 +569,27 @@ def cmd_queue(config: cfg.Config, action: str, text_id: str | None, show_all: bo
         print(f"no outbox at {path}", file=sys.stderr)
         return 1
     box = Outbox(path)
-    now = _elapsed_now(box)
+    now = elapsed_now(box)
     try:
         if action == "list":
             rows = box.recent(100) if show_all else box.open_rows()
             if not rows:
                 print("nothing is waiting")
                 return 0
-            table: list[tuple[object, ...]] = [
+            listing: list[tuple[object, ...]] = [
                 ("id", "age", "to", "via", "state", "attempts", "next try", "last error")
             ]
             for r in rows:
                 if r.state in ("queued", "sending"):
-                    nxt = "now" if r.next_at <= now else "in " + _age(r.next_at - now)
+                    nxt = "now" if r.next_at <= now else "in " + age(r.next_at - now)
                     if r.reason == "quiet":
                         nxt += " (quiet hours)"
                 else:
                     nxt = "-"
-                table.append(
+                listing.append(
                     (
                         r.id,
-                        _age(now - r.created_at),
+                        age(now - r.created_at),
                         r.recipient,
                         r.current_via,
                         r.state,
@@ -632,7 +598,7 @@ def cmd_queue(config: cfg.Config, action: str, text_id: str | None, show_all: bo
                         (r.last_error or "")[:60],
                     )
                 )
-            _table(table)
+            table(listing)
             return 0
         if not text_id:
             print(f"queue {action} needs a text id (see `mqtt2sms queue list`)", file=sys.stderr)
@@ -643,7 +609,7 @@ def cmd_queue(config: cfg.Config, action: str, text_id: str | None, show_all: bo
             return 1
         if action == "retry":
             try:
-                box.retry_now(text_id, elapsed.instant(_elapsed_now(box)))
+                box.retry_now(text_id, elapsed.instant(elapsed_now(box)))
             except OutboxError as exc:
                 print(str(exc), file=sys.stderr)
                 return 1

@@ -19,6 +19,7 @@ from typing import Any
 
 from mqtt2sms import config as cfg
 from mqtt2sms import control, incidents
+from mqtt2sms.cli_common import age, elapsed_now, table
 from mqtt2sms.errors import MqttError, StorageError
 
 
@@ -44,7 +45,6 @@ def command(config: cfg.Config, args: argparse.Namespace) -> int:
 
 
 def _list(config: cfg.Config) -> int:
-    from mqtt2sms.cli import _age, _table
 
     try:
         now, open_ = _stored(config)
@@ -59,10 +59,10 @@ def _list(config: cfg.Config) -> int:
     ]
     for inc in open_:
         if inc.state == "acked":
-            nxt = f"ends in {_age(inc.next_due - now)}" if inc.next_due else "-"
+            nxt = f"ends in {age(inc.next_due - now)}" if inc.next_due else "-"
             state = f"acked by {inc.by}"
         else:
-            nxt = "now" if inc.next_due is None or inc.next_due <= now else _age(inc.next_due - now)
+            nxt = "now" if inc.next_due is None or inc.next_due <= now else age(inc.next_due - now)
             nxt = f"in {nxt}" if nxt != "now" else nxt
             state = "open"
         rows.append(
@@ -72,12 +72,12 @@ def _list(config: cfg.Config) -> int:
                 inc.key,
                 state,
                 f"{inc.step}/{len(inc.policy.steps)}",
-                f"{_age(now - inc.opened_e)} ago",
+                f"{age(now - inc.opened_e)} ago",
                 nxt,
                 ", ".join(inc.texted),
             )
         )
-    _table(rows)
+    table(rows)
     return 0
 
 
@@ -143,7 +143,6 @@ def _drill(config: cfg.Config, policy: str, step_text: str) -> int:
 def _stored(config: cfg.Config) -> tuple[float, list[incidents.Incident]]:
     """Now on the daemon's elapsed axis, and the open incidents it has written (none when
     there is no outbox yet). Raises ``StorageError``."""
-    from mqtt2sms.cli import _elapsed_now
     from mqtt2sms.outbox import Outbox
     from mqtt2sms.system import outbox_path
 
@@ -152,7 +151,7 @@ def _stored(config: cfg.Config) -> tuple[float, list[incidents.Incident]]:
         return 0.0, []
     box = Outbox(path)
     try:
-        return _elapsed_now(box), [incidents.from_json(d) for d in box.incidents()]
+        return elapsed_now(box), [incidents.from_json(d) for d in box.incidents()]
     finally:
         box.close()
 
