@@ -28,6 +28,7 @@ from mqtt2sms import discovery, rules
 
 Kind = Literal["ack", "drill", "call", "birth", "alert"]
 DRILL_STEP = 60.0  # seconds between a drill's steps, unless the command says otherwise
+TEST_RING = 30.0  # seconds `mqtt2sms call` rings at most
 
 
 def ack_topic(config: cfg.Config) -> str:

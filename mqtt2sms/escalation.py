@@ -37,7 +37,7 @@ from mqtt2sms.control import AckRequest, DrillRequest
 from mqtt2sms.errors import StorageError
 from mqtt2sms.events import EventSink
 from mqtt2sms.incidents import Incident, Outcome
-from mqtt2sms.model import Message
+from mqtt2sms.model import Event, Message
 from mqtt2sms.outbox import Outbox
 from mqtt2sms.router import Trigger
 from mqtt2sms.texts import Now, Record
@@ -102,30 +102,36 @@ class Desk:
         kind = control.kind(self.config, msg.topic)
         if kind not in ("ack", "drill", "call"):
             return False
+        said = msg.payload.decode("utf-8", "replace").strip()
         if msg.retained:
             log.info("retained message on %s ignored", msg.topic)
         elif kind == "ack":
             req = control.ack_request(msg.payload)
             if req is None:
-                log.info("a message on %s names no incident; ignored", msg.topic)
-            else:
-                self.on_ack(req, now)
+                hint = 'names no incident: send its code, all, or {"id": ..., "by": ...}'
+                self._reject(msg.topic, f"{said[:40]!r} {hint}", now)
+            elif not self.on_ack(req, now) and req.code is not None:
+                self._reject(msg.topic, f"no open incident {req.code}", now)
         elif kind == "call":
-            name = msg.payload.decode("utf-8", "replace").strip()
-            if self._ring(None, incidents.Ring(name, now.e), self.config.defaults, False, 30.0):
-                log.info("a test call to %s", name)
+            ring = incidents.Ring(said, now.e)
+            failed = self._ring(None, ring, self.config.defaults, False, control.TEST_RING)
+            if failed is not None:  # said as the call's outcome: `mqtt2sms call` waits for it
+                self.called(Done(Job(f"call:{said}", kind="call"), "", None), now, failed, said)
         else:
             drill = control.drill_request(msg.payload)
-            if drill is not None:
+            if drill is None or drill.policy not in self.config.escalations:
+                self._reject(msg.topic, f"no escalation policy {said[:40]!r} to drill", now)
+            else:
                 self.on_drill(drill, now)
         return True
+
+    def _reject(self, topic: str, error: str, now: Now) -> None:
+        extra = {"topic": topic}
+        self.sink.emit(Event(self.new_id(), "rejected", now.wall, error=error, extra=extra))
 
     def on_drill(self, req: DrillRequest, now: Now) -> None:
         """A drill: the policy end to end, its texts marked TEST, its steps ``req.step``
         apart, until someone acknowledges (or all steps and five minutes more have passed)."""
-        if req.policy not in self.config.escalations:
-            log.error("drill: no escalation policy %s", req.policy[:40])
-            return
         p = incidents.policy_of(self.config, req.policy)
         steps = tuple(incidents.Step(s.to, i * req.step, s.call) for i, s in enumerate(p.steps))
         give_up = len(steps) * req.step + 300.0 + max((s.call for s in steps), default=0) * 300
@@ -279,19 +285,20 @@ class Desk:
         opts: cfg.RuleOptions,
         via_set: bool,
         ring_for: float,
-    ) -> bool:
-        """Hand one call to the first of the contact's ways out that can call."""
+    ) -> str | None:
+        """Hand one call to the first of the contact's ways out that can call; None, or
+        why it cannot be (logged)."""
         what = f"incident {inc.code}" if inc is not None else "call"
         contact = self.config.contacts.get(ring.to)
         if contact is None:
             log.error("%s: no contact %s to call", what, ring.to[:40])
-            return False
+            return f"no contact {ring.to[:40]!r}"
         via = cfg.contact_via(self.config, contact, opts, via_set)
         way = next((w for w in via if ways.can_call(self.config, w)), None)
         number = contact.e164
         if way is None or number is None:
             log.warning("%s: %s is not called: no way out of theirs can call", what, ring.to)
-            return False
+            return "no way out of theirs can call"
         code = inc.code if inc is not None else None
         say = inc.message if inc is not None else "This is a test call from mqtt2sms."
         if inc is not None:
@@ -301,18 +308,19 @@ class Desk:
         job = Job(key, OutgoingText(key, number, say), "call", ring_for=ring_for, hang_up=hang_up)
         if not self.workers.call(way, job):
             log.warning("%s: %s is not called: %s cannot call", what, ring.to, way)
-            return False
+            return f"{way} cannot call"
         self._ringing[key] = (code, ring.to, way)
-        return True
+        return None
 
-    def called(self, done: Done, now: Now) -> None:
-        """A call ended: said on ``<base>/incident`` (``state: call``)."""
-        code, to, way = self._ringing.pop(done.job.key, (None, "?", done.transport))
+    def called(self, done: Done, now: Now, why: str | None = None, to: str = "?") -> None:
+        """A call ended (or, ``why``, could not be placed): said on ``<base>/incident``
+        (``state: call``)."""
+        code, to, way = self._ringing.pop(done.job.key, (None, to, done.transport or None))
         if done.call is not None:
             outcome, detail = done.call.outcome, done.call.detail
         else:
             outcome = "failed"
-            detail = str(done.error) if done.error is not None else "not placed: stopped"
+            detail = why or (str(done.error) if done.error is not None else "not placed")
         inc = self.open.get(code or "")
         at = now.wall.astimezone(self.tz).isoformat(timespec="seconds")
         body: dict[str, object] = {

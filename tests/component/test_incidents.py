@@ -180,3 +180,38 @@ def test_retained_acks_are_ignored(rig: Rig) -> None:
     assert [e["state"] for e in incident_events(rig)] == ["opened"]
     rig.send("all", "mqtt2sms/ack")
     assert [e["state"] for e in incident_events(rig)] == ["opened", "acked"]
+
+
+def test_an_unreadable_ack_or_an_unknown_code_is_a_rejected_event(rig: Rig) -> None:
+    rig.send(ALARM, TOPIC)
+    rig.send("hello there", "mqtt2sms/ack")
+    rig.send("9999" if incident_events(rig)[0]["id"] != "9999" else "8888", "mqtt2sms/ack")
+    rig.send("all", "mqtt2sms/ack")  # acknowledges the one open: not an error
+    errors = [e["error"] for e in rig.events("rejected")]
+    assert len(errors) == 2, errors
+    assert "'hello there' names no incident" in errors[0]
+    assert errors[1].startswith("no open incident ")
+    assert [e["state"] for e in incident_events(rig)] == ["opened", "acked"]
+    assert len(rig.acked) == 4  # every one of them acknowledged to the broker
+
+
+def test_a_drill_of_an_unknown_policy_is_rejected(rig: Rig) -> None:
+    rig.send("flood", "mqtt2sms/drill")
+    assert "no escalation policy 'flood'" in rig.events("rejected")[0]["error"]
+    assert incident_events(rig) == []
+
+
+def test_a_drill_texts_test_and_ends_unanswered(rig: Rig) -> None:
+    rig.send('{"policy": "fire", "step": 10}', "mqtt2sms/drill")
+    assert bodies(rig)[0][1].startswith("TEST: a drill of the fire alarm")
+    rig.tick(10)
+    assert len(bodies(rig)) == 2  # the second step, 10 s on
+    rig.tick(400)
+    assert [e["state"] for e in incident_events(rig)][-1] == "unacknowledged"
+
+
+def test_a_test_call_that_cannot_be_placed_says_why(rig: Rig) -> None:
+    rig.send("alex", "mqtt2sms/call")  # the rig's twilio fake cannot call
+    (ev,) = incident_events(rig)
+    assert (ev["state"], ev["to"], ev["outcome"], ev["id"]) == ("call", "alex", "failed", None)
+    assert "cannot call" in ev["detail"]
