@@ -35,6 +35,7 @@ from mqtt2sms.config.sections import (
     NOT_BUILT,
     REPLY_WAYS,
     _android,
+    _check_calls,
     _check_reach,
     _check_replies,
     _contacts,
@@ -186,6 +187,7 @@ def _parse(
     )
     _check_reach(p, config, uses, node("contacts"))
     _check_replies(p, config, policy_nodes)
+    _check_calls(p, config, policy_nodes)
     for section in NOT_BUILT:
         if getattr(config, section) is not None:
             p.warn(

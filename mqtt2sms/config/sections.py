@@ -406,11 +406,16 @@ def _limits(p: _Parser, node: _Node | None) -> Limits:
     )
 
 
+# iOS lets a second call from the same number through Do Not Disturb within this long
+REPEATED_CALLS = 180.0
+
+
 def _escalations(
     p: _Parser, node: _Node | None, key_nodes: dict[str, _Node] | None = None
 ) -> dict[str, Escalation]:
-    """The policies by name; ``key_nodes`` (when given) gets each policy's key node, where
-    the warnings about a policy point."""
+    """The policies by name; ``key_nodes`` (when given) gets each policy's key node under its
+    name and each step's node under its path (``escalations.fire.steps[1]``), where the
+    warnings about a policy and a step point."""
     out: dict[str, Escalation] = {}
     if node is None or _is_null(node):
         return out
@@ -442,6 +447,8 @@ def _escalations(
             p.error(s.value_node("steps"), s.path("steps"), "needs at least one step")
         for i, step_node in enumerate(step_nodes):
             syp = f"{yp}.steps[{i}]"
+            if key_nodes is not None:
+                key_nodes[syp] = step_node
             st = _Section(p, step_node, syp, ("to", "after", "call"))
             to = st.require("to", p.names)
             if to is not None and not to:
@@ -467,6 +474,13 @@ def _escalations(
             call_gap=s.get("call_gap", p.duration(), d.call_gap),
             ring_for=s.get("ring_for", p.duration(positive=True), d.ring_for),
         )
+        if out[name].call_gap >= REPEATED_CALLS and any(st.call >= 2 for st in steps):
+            p.warn(
+                s.value_node("call_gap"),
+                s.path("call_gap"),
+                "the second call may not ring through an iPhone's Do Not Disturb "
+                "(repeated calls count only within 3 minutes)",
+            )
     return out
 
 
@@ -627,6 +641,48 @@ def _check_replies(p: _Parser, config: Config, key_nodes: Mapping[str, _Node]) -
             f"nobody it texts can reply (no way out that reads replies: {REPLY_WAYS}); "
             "it can be acknowledged only by MQTT or Home Assistant",
         )
+
+
+CALL_WAYS = "modem, or twilio with from"  # the ways out ways.can_call accepts
+
+
+def can_call(config: Config, contact: Contact, via: Sequence[str]) -> bool:
+    """Can a call reach ``contact``, whose ways out are ``via``? (The first of them that can
+    call, and has the contact's number, places it.)"""
+    return any(ways.can_call(config, way) and ways.address_for(contact, way) for way in via)
+
+
+def _check_calls(p: _Parser, config: Config, nodes: Mapping[str, _Node]) -> None:
+    """Warn, once per step and contact, about each contact a calling step cannot ring.
+
+    The contact's ways out are judged as for the replies: its own `via`, else the `via` of
+    each rule that escalates to the policy, else `defaults.via` (a policy no rule uses is
+    judged by the contact's own `via` or `defaults.via`). A contact that one of those rules
+    cannot call is warned about: that rule's incident texts it only.
+    """
+    for name, policy in config.escalations.items():
+        users = [r for r in config.rules if r.escalate == name]
+        vias = [(r.options, r.via_set) for r in users] or [(config.defaults, False)]
+        for i, step in enumerate(policy.steps):
+            if step.call <= 0:
+                continue
+            path = f"{_join('escalations', name)}.steps[{i}]"
+            contacts, _unknown = resolve_recipients(config, step.to)
+            for contact in contacts:
+                if contact.name in p.broken_contacts:
+                    continue  # its own error says what is wrong
+                if all(
+                    can_call(config, contact, contact_via(config, contact, options, via_set))
+                    for options, via_set in vias
+                ):
+                    continue
+                who = contact.name
+                p.warn(
+                    nodes.get(path),
+                    path,
+                    f"{who}: step {i + 1} calls, but no way out of {who}'s can call "
+                    f"({CALL_WAYS}); {who} gets the text only",
+                )
 
 
 # --------------------------------------------------------------------------- the way in

@@ -1,5 +1,7 @@
 """`check`'s warnings about escalation: a rule's `to` that the policy overrides, a policy
-nobody it texts can acknowledge by a reply, and ``ways.reads_replies`` behind the latter."""
+nobody it texts can acknowledge by a reply, a calling step's contact no way out can ring, a
+`call_gap` too long for iPhone's repeated calls, and ``ways.reads_replies`` and
+``ways.can_call`` behind them."""
 
 from __future__ import annotations
 
@@ -141,3 +143,75 @@ def test_reads_replies(modem_line: str) -> None:
     assert ways.reads_replies(service, "twilio") is False
     assert ways.reads_replies(service, "modem") is False  # no modem section
     assert ways.reads_replies(service, "android") is True
+
+
+# --------------------------------------------------------------------------- calling steps
+
+
+def calling(text: str, step: str = "{to: [sam], after: 5m, call: 2}") -> str:
+    return text.replace("{to: [sam], after: 5m}", step)
+
+
+def no_call(who: str, step: int = 2, line: int = 12) -> str:
+    return (
+        f"config.yaml:{line}: escalations.fire.steps[{step - 1}]: {who}: step {step} calls, "
+        f"but no way out of {who}'s can call (modem, or twilio with from); {who} gets the "
+        "text only"
+    )
+
+
+def test_a_contact_a_calling_step_cannot_ring_is_warned_about_at_the_step() -> None:
+    # sam texts by smtp only: the call has no way out
+    assert load(calling(config_text("[twilio]"))).warnings == (no_call("sam"),)
+    # android reads replies but cannot call
+    text = calling(config_text("[android]"), "{to: [alex, sam], after: 5m, call: 1}")
+    assert load(text).warnings == (no_call("alex"), no_call("sam"))
+
+
+def test_a_step_that_does_not_call_warns_about_nothing() -> None:
+    assert load(calling(config_text("[twilio]"), "{to: [sam], after: 5m, call: 0}")).warnings == ()
+
+
+def test_the_first_way_that_can_call_is_enough(modem_line: str) -> None:
+    step = "{to: [alex], after: 5m, call: 2}"
+    assert load(calling(config_text("[android, twilio]"), step)).warnings == ()
+    assert load(calling(config_text("[smtp, modem]", modem=modem_line), step)).warnings == ()
+    # twilio without `from` cannot call (nor read replies)
+    text = calling(config_text("[twilio]", twilio_from="messaging_service_sid: MG1"), step)
+    assert load(text).warnings == (NOBODY, no_call("alex"))
+
+
+def test_a_group_is_expanded_and_each_contact_warned_about_once() -> None:
+    text = calling(config_text("[twilio]"), "{to: [house, sam], after: 5m, call: 1}")
+    text = text.replace("escalations:\n", "groups: {house: [alex, sam]}\nescalations:\n")
+    assert load(text).warnings == (no_call("sam", line=13),)
+
+
+def test_the_rules_via_decides_for_a_contact_without_one() -> None:
+    text = calling(
+        config_text("[twilio]").replace("carrier: verizon, via: [smtp]}", "carrier: verizon}")
+    )
+    assert load(text).warnings == (no_call("sam"),)  # defaults.via is smtp
+    assert load(text + "    via: [smtp, twilio]\n").warnings == ()
+    # two rules escalate to the policy: one that texts by smtp alone leaves sam uncalled
+    second = "  - {name: leak, topic: zigbee2mqtt/+/leak, escalate: fire, via: [smtp]}\n"
+    assert load(text + "    via: [twilio]\n" + second).warnings == (no_call("sam"),)
+
+
+def test_a_call_gap_past_iphones_repeated_calls_window_is_warned_about() -> None:
+    gap = "config.yaml:13: escalations.fire.call_gap: the second call may not ring through an "
+    gap += "iPhone's Do Not Disturb (repeated calls count only within 3 minutes)"
+    text = calling(config_text("[twilio]").replace("via: [smtp]}", "via: [twilio]}"))
+    for seconds, warned in (("2m", False), ("179s", False), ("3m", True), ("10m", True)):
+        with_gap = text.replace("rules:\n", f"    call_gap: {seconds}\nrules:\n")
+        assert load(with_gap).warnings == ((gap,) if warned else ()), seconds
+    # one call per step: no second call to let through
+    one = text.replace("call: 2", "call: 1")
+    assert load(one.replace("rules:\n", "    call_gap: 10m\nrules:\n")).warnings == ()
+
+
+def test_can_call(modem_line: str) -> None:
+    full = load(config_text("[twilio]", modem=modem_line)).config
+    assert [w for w in ways.NAMES if ways.can_call(full, w)] == ["twilio", "modem"]
+    service = load(config_text("[smtp]", twilio_from="messaging_service_sid: MG1")).config
+    assert [w for w in ways.NAMES if ways.can_call(service, w)] == []

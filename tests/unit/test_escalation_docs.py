@@ -1,5 +1,6 @@
 """docs/escalation.md, the user's page on incidents: linked from where a user looks, covering
-every policy key and way to acknowledge, and quoting `check`'s warning as `check` prints it."""
+every policy key, way to acknowledge and call outcome, and quoting `check`'s warnings as
+`check` prints them."""
 
 from __future__ import annotations
 
@@ -42,8 +43,55 @@ def test_every_policy_key_and_way_to_acknowledge_is_described() -> None:
         " Reply ACK 417",
     ]
     missing += [w for w in replies + ways + surface if w not in text]
-    missing += [s for s in INCIDENT_EVENT_TYPES if s != "call" and f"`{s}`" not in text]
+    missing += [s for s in INCIDENT_EVENT_TYPES if f"`{s}`" not in text]
     assert missing == []
+
+
+def test_phone_calls_have_their_section_and_every_outcome() -> None:
+    page = PAGE.read_text(encoding="utf-8")
+    assert "\n## Phone calls: waking someone up\n" in page
+    assert "(#phone-calls-waking-someone-up)" in page  # the policy table's link finds it
+    text = _flat(PAGE)
+    outcomes = ["`answered`", "`no-answer`", "`busy`", "`failed`", "`canceled`"]
+    keys = ["`call: 1`", "`call: 2`", "`call_gap`", "`ring_for`", "`twilio.from`"]
+    facts = [
+        "not an acknowledgement",
+        "daily cap",
+        "Allow Repeated Calls",
+        "Allow repeat callers",
+        "Starred contacts",
+        "Favorites",
+        "3 minutes",
+        "15 minutes",
+        "SIM800",
+        "SIM7600",
+        "E3372",
+        "21216",
+        "Primary Customer Profile",
+        "Trust Hub",
+        "mqtt2sms call sam",
+        "check --probe",
+    ]
+    assert [w for w in outcomes + keys + facts if w not in text] == []
+
+
+def test_the_quoted_call_warning_is_the_one_check_prints() -> None:
+    text = (
+        "android: {url: 'http://127.0.0.1:8080', username: sms, password: p}\n"
+        "contacts:\n"
+        "  alex: {number: '+15551234567', via: [android]}\n"
+        "  sam: {number: '+15557654321', via: [android]}\n"
+        "rules:\n"
+        "  - {name: smoke, topic: zigbee2mqtt/+/smoke, escalate: fire}\n"
+        "escalations:\n"
+        "  fire:\n"
+        "    steps:\n"
+        "      - {to: [alex]}\n"
+        "      - {to: [sam], after: 5m, call: 2}\n"
+    )
+    (warning,) = parse_config(text, "config.yaml", {"HOME": "/h"}).warnings
+    assert warning.startswith("config.yaml:11: escalations.fire.steps[1]: sam: step 2 calls")
+    assert f"warning: {warning}" in _flat(PAGE)
 
 
 def test_the_quoted_warning_is_the_one_check_prints() -> None:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from paho.mqtt.client import topic_matches_sub
 
+from mqtt2sms import ways
 from mqtt2sms.config import Config, Rule, parse_config
 from mqtt2sms.discovery import discovery_messages, entity_ids
 from mqtt2sms.render import NOT_JSON, Templates, variables
@@ -331,18 +332,38 @@ def test_check_accepts_every_example_config(
 
 @pytest.fixture
 def smoke() -> Config:
-    config, warnings = _parse("smoke-alarm.yaml", {"HOME": "/h", "SMSGATE_PASSWORD": "pw"})
+    env = {"HOME": "/h", "SMSGATE_PASSWORD": "pw", "TWILIO_AUTH_TOKEN": "tok"}
+    config, warnings = _parse("smoke-alarm.yaml", env)
     assert warnings == ()
     return config
 
 
 def test_smoke_alarm_policy(smoke: Config) -> None:
     fire = smoke.escalations["fire"]
-    assert [(step.to, step.after) for step in fire.steps] == [(("alex",), 0.0), (("sam",), 300.0)]
-    assert (fire.repeat, fire.give_up) == (600.0, 7200.0)
+    assert [(step.to, step.after, step.call) for step in fire.steps] == [
+        (("alex",), 0.0, 0),
+        (("sam",), 300.0, 2),
+    ]
+    assert (fire.repeat, fire.give_up, fire.call_gap, fire.ring_for) == (600.0, 7200.0, 120.0, 30.0)
     assert smoke.android is not None and smoke.android.password == "pw"
-    for name in ("alex", "sam"):
-        assert smoke.contacts[name].e164 and smoke.contacts[name].via == ("android",)
+    assert smoke.contacts["alex"].via == ("android",)
+    assert smoke.contacts["sam"].via == ("android", "twilio")
+    assert all(smoke.contacts[name].e164 for name in ("alex", "sam"))
+
+
+def test_smoke_alarm_rings_sam_by_twilio_inside_iphones_repeated_calls_window(
+    smoke: Config,
+) -> None:
+    """Sam's texts go by the phone, which cannot call; the calls go by Twilio, from a number,
+    with the token from the environment; the second call comes within 3 minutes."""
+    assert smoke.twilio is not None
+    assert (smoke.twilio.from_number, smoke.twilio.auth_token) == ("+15550001111", "tok")
+    sam = smoke.contacts["sam"]
+    assert sam.via is not None
+    callers = [w for w in sam.via if ways.can_call(smoke, w)]
+    assert callers == ["twilio"]
+    assert not ways.can_call(smoke, "android")
+    assert smoke.escalations["fire"].call_gap < 180.0
 
 
 def test_smoke_alarm_rule(smoke: Config) -> None:
