@@ -302,7 +302,10 @@ class Desk:
         code = inc.code if inc is not None else None
         say = inc.message if inc is not None else "This is a test call from mqtt2sms."
         if inc is not None:
-            say += f". Reply ACK {inc.code} to acknowledge."
+            say = say.rstrip()
+            say += (
+                "" if say.endswith((".", "!", "?")) else "."
+            ) + f" Reply ACK {code} to acknowledge."
         key = f"call:{code or 'test'}:{ring.to}:{ring.n}:{self.new_id()}"
         hang_up = self._hang_up.setdefault(code, threading.Event())
         job = Job(key, OutgoingText(key, number, say), "call", ring_for=ring_for, hang_up=hang_up)
