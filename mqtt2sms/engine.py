@@ -293,6 +293,7 @@ class Engine:
             return
         self._guard(self._retry_held)
         self._guard(self._process_due)
+        self._guard(self.desk.ring)  # a step's calls, after its texts went to their workers
         if self.inbox.empty():
             self._guard(self._housekeeping)
 

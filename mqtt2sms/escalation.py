@@ -84,6 +84,7 @@ class Desk:
         # the calls handed to a worker: job key -> (incident code or None, contact, way out)
         self._ringing: dict[str, tuple[str | None, str, str]] = {}
         self._hang_up: dict[str | None, threading.Event] = {}  # set: end its calls now
+        self._rings: list[tuple[Incident, incidents.Ring]] = []  # due, handed over by `ring`
         self.rand = rand or random.SystemRandom()
         self.open: dict[str, Incident] = {}
         for data in outbox.incidents():
@@ -270,13 +271,22 @@ class Desk:
             self.workers.cancel(way, remote)
         if out.hang_up and inc.code in self._hang_up:
             self._hang_up.pop(inc.code).set()  # a call ringing now ends; none comes later
-        rule = next((r for r in self.config.rules if r.name == inc.rule), None)
-        opts = rule.options if rule is not None else self.config.defaults
-        for ring in out.rings:
-            self._ring(inc, ring, opts, rule is not None and rule.via_set, inc.policy.ring_for)
+        self._rings.extend((inc, ring) for ring in out.rings)
         return bool(records)
 
     # -- calls -----------------------------------------------------------------------------
+
+    def ring(self) -> None:
+        """Hand the calls that are due to their ways out: the engine asks once the texts
+        due have gone to their workers, so a step's text leaves before its call rings."""
+        rings, self._rings = self._rings, []
+        for inc, ring in rings:
+            if inc.code not in self.open or self.open[inc.code].state != "open":
+                continue  # acknowledged or ended meanwhile
+            rule = next((r for r in self.config.rules if r.name == inc.rule), None)
+            opts = rule.options if rule is not None else self.config.defaults
+            via_set = rule is not None and rule.via_set
+            self._ring(inc, ring, opts, via_set, inc.policy.ring_for)
 
     def _ring(
         self,

@@ -48,11 +48,13 @@ class CallingFake(FakeTransport):
         self.outcomes: list[CallResult | Exception] = []
         self.during: Callable[[], None] | None = None  # runs while "ringing"
         self.hung_up: list[bool] = []
+        self.texts_before: list[int] = []  # texts it had sent when each call began
 
     def call(
         self, number: str, ring_for: float, say: str, cancelled: Callable[[], bool]
     ) -> CallResult:
         self.calls.append((number, ring_for, say))
+        self.texts_before.append(len(self.delivered))
         if self.during is not None:
             self.during()
         self.hung_up.append(cancelled())
@@ -88,6 +90,7 @@ def test_a_step_with_call_2_rings_twice_call_gap_apart(rig: Rig) -> None:
     rig.tick(300)
     assert len(rig.twilio.delivered) == 2  # the step's text first
     assert [(n, r) for n, r, _ in calls(rig)] == [("+15551234567", 25.0)]
+    assert isinstance(rig.twilio, CallingFake) and rig.twilio.texts_before == [2]  # text first
     code = json.loads(next(p for t, p, _ in rig.published if t == "mqtt2sms/incident"))["id"]
     assert calls(rig)[0][2] == f"Smoke in the kitchen. Reply ACK {code} to acknowledge."
     rig.tick(119)

@@ -218,3 +218,25 @@ def test_an_ack_while_the_modem_rings_hangs_up_at_once(
     finally:
         d.stop()
         w.close()
+
+
+def test_a_text_for_the_modem_while_it_rings_leaves_after_the_call(
+    mosquitto: Mosquitto, twilio: FakeTwilio, modem: Any, daemon_factory: Any
+) -> None:
+    modem.call_mode = "never"
+    d = daemon_factory(
+        modem_config(mosquitto, modem, twilio).replace("ring_for: 2s", "ring_for: 4s")
+    )
+    w = running(d, mosquitto.port)
+    try:
+        w.publish("zigbee2mqtt/kitchen/smoke", '{"smoke": true}')
+        call = wait_for(lambda: modem.calls, 15, "the first call")[0]
+        texts_before = len(modem.sent)
+        w.publish("home/alerts/sms", "Garage door open")  # alex, by the modem, while it rings
+        wait_for(lambda: len(modem.sent) > texts_before, 20, "the text after the call")
+        assert call.ended_at is not None  # the call was over before the text was typed
+        assert modem.sent[-1].text == "Garage door open"
+        assert modem.sent[-1].number == ALEX
+    finally:
+        d.stop()
+        w.close()
