@@ -4,9 +4,10 @@ Theory of operation. The engine hands the desk what concerns incidents and nothi
 
 - the ``router.Trigger``s of a message (a rule with ``escalate``): each opens, joins or
   resolves the incident of its (rule, key);
-- the time (``tick``): the steps, repeats, ``give_up`` and holds that are due;
-- an acknowledgement on ``<base>/ack`` (``control.ack_request``) and every received text (a
-  reply, read by ``replies.py``).
+- the time (``tick``): the steps, repeats, calls, ``give_up`` and holds that are due;
+- the control messages (``control``): an acknowledgement on ``<base>/ack``, a drill on
+  ``/drill``, a test call on ``/call``; and every received text (a reply, read by
+  ``replies.py``).
 
 ``incidents.py`` decides each move; the desk makes it, in one durable transaction of the
 outbox: the incident's row, its texts queued (they then leave like any queued text: durable,
@@ -20,6 +21,12 @@ Incident texts are ``high`` priority: they pass cooldowns, rate limits and quiet
 policy bounds them) and count toward the daily cap. A step's text ends with ``Reply ACK 417``
 when the contact's first way out reads replies, ``ACK 417`` otherwise (``for_way`` shortens it
 when a text leaves by a way out that does not).
+
+Calls. A step with ``call`` rings each of its contacts by the first of their ways out that
+can call, as a ``call`` job on that way out's worker (between its texts). The engine asks
+``ring`` once the texts due have gone to their workers, so a step's text leaves before its
+call. An acknowledgement, a resolution or ``give_up`` sets the incident's hang-up event,
+which a call ringing now polls; each call's outcome is said on ``<base>/incident``.
 """
 
 from __future__ import annotations
@@ -97,9 +104,10 @@ class Desk:
     # -- what the engine asks --------------------------------------------------------------
 
     def control(self, msg: Message, now: Now) -> bool:
-        """A message on ``<base>/ack`` or ``<base>/drill`` is acted on here (a retained one
-        never: it would act again at every reconnect); False: it is an alert. Raises
-        ``StorageError`` (the engine retries the message)."""
+        """A message on ``<base>/ack``, ``/drill`` or ``/call`` is acted on here (a retained
+        one never: it would act again at every reconnect); one it cannot read is a
+        ``rejected`` event. False: it is an alert. Raises ``StorageError`` (the engine
+        retries the message)."""
         kind = control.kind(self.config, msg.topic)
         if kind not in ("ack", "drill", "call"):
             return False
