@@ -215,3 +215,27 @@ def test_a_test_call_that_cannot_be_placed_says_why(rig: Rig) -> None:
     (ev,) = incident_events(rig)
     assert (ev["state"], ev["to"], ev["outcome"], ev["id"]) == ("call", "alex", "failed", None)
     assert "cannot call" in ev["detail"]
+
+
+def test_a_wall_clock_step_moves_no_step(rig: Rig) -> None:
+    rig.send(ALARM, TOPIC)
+    rig.clock.step_wall(3600)  # NTP at boot, or a DST-like jump: the schedule is elapsed time
+    rig.tick(299)
+    assert len(rig.twilio.delivered) == 1
+    rig.tick(1)
+    assert len(rig.twilio.delivered) == 2
+    rig.clock.step_wall(-7200)  # and back: nothing is held longer either
+    rig.tick(600)
+    assert len(rig.twilio.delivered) == 3  # the repeat, 10 minutes after the last step
+
+
+def test_a_reload_mid_incident_keeps_its_schedule_even_without_its_policy(rig: Rig) -> None:
+    rig.send(ALARM, TOPIC)
+    rig.tick(100)
+    # the policy loses its second step, then is renamed: the alarm that runs keeps its own
+    rig.engine._apply_reload(rig.load(POLICY.replace("      - {to: [sam], after: 5m}\n", "")))
+    rig.engine._apply_reload(rig.load(POLICY.replace("fire", "flood")))
+    rig.tick(199)
+    assert len(rig.twilio.delivered) == 1
+    rig.tick(1)
+    assert [a for a, _ in bodies(rig)] == ["+15551234567", "+15557654321"]
