@@ -4,6 +4,7 @@ the fake Twilio (calls placed with inline TwiML, their status moved on each poll
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -237,6 +238,33 @@ def test_a_text_for_the_modem_while_it_rings_leaves_after_the_call(
         assert call.ended_at is not None  # the call was over before the text was typed
         assert modem.sent[-1].text == "Garage door open"
         assert modem.sent[-1].number == ALEX
+    finally:
+        d.stop()
+        w.close()
+
+
+def test_a_broker_restart_and_a_reload_mid_incident_keep_its_schedule_and_its_ack(
+    mosquitto: Mosquitto, twilio: FakeTwilio, daemon_factory: Any
+) -> None:
+    text = config(mosquitto, twilio).replace("after: 2s, call: 2", "after: 6s")
+    d = daemon_factory(text)
+    w = running(d, mosquitto.port)
+    try:
+        w.publish("zigbee2mqtt/kitchen/smoke", '{"smoke": true}')
+        code = wait_for(lambda: incident_events(w, "opened"), 15, "opened")[0]["id"]
+        opened = time.monotonic()
+        w.close()
+        mosquitto.restart()
+        d.signal(signal.SIGHUP)  # a reload too, while the broker comes back
+        w = Watcher(mosquitto.port)
+        wait_for(lambda: w.status() == "online", 15, "online again")
+        wait_for(lambda: len(twilio.sent()) >= 2, 15, "sam's step")
+        assert time.monotonic() - opened >= 5.0  # not before its time (after: 6s)
+        assert [m["to"] for m in twilio.sent()] == [ALEX, SAM]
+        retained = wait_for(lambda: w.retained.get("mqtt2sms/incidents"), 10, "the list")
+        assert [i["id"] for i in json.loads(retained)] == [code]  # republished after it
+        w.publish("mqtt2sms/ack", code)
+        wait_for(lambda: incident_events(w, "acked"), 15, "acked after the restart")
     finally:
         d.stop()
         w.close()
