@@ -5,12 +5,13 @@ opens an *incident* for its (rule, key), with a random code of 3 or 4 digits. Th
 steps text their contacts at ``after`` from the opening; then the last step repeats every
 ``repeat`` until someone acknowledges, or ``give_up`` passes. An incident moves only along
 this table, and every move is a function here that returns an ``Outcome``: the incident
-after, the texts to queue, the events to publish, and whether its texts still waiting must
-be dropped::
+after, the texts to queue, the calls to make, the events to publish, and whether its texts
+still waiting must be dropped and its calls hung up::
 
     (none)  -> open            open: a message of the rule, no incident open for its key
     open    -> open            join: another message for the key (no text)
-                               due: a step's time came (its texts), or a repeat's
+                               due: a step's time came (its texts, then its calls), a
+                               repeat's, or a step's next call (``call_gap`` on)
     open    -> acked           ack: by SMS reply, MQTT or Home Assistant (the steps stop;
                                with notify_ack, "ACK 417 by alex" to the others texted)
     open    -> unacknowledged  due: give_up passed
@@ -24,6 +25,11 @@ a clock step moves nothing, and ``next_due`` is stored, so a restart resumes the
 where it was. ``opened_at`` (the wall clock, UTC seconds) is for people and for the
 timestamps of replies. A policy is copied into the incident when it opens (its contacts
 resolved to names), so a reload does not change an alarm that is running.
+
+A step with ``call: N`` rings each of its contacts N times: the first right after the step's
+texts, the others ``call_gap`` apart. The calls still to come are kept in the incident
+(``calls``), so a restart rings them at their time; an acknowledgement, a resolution or
+``give_up`` drops them (``hang_up``: a call ringing now ends too).
 
 Pure: no I/O, no clock, no randomness (the code is drawn by the caller with ``new_code``).
 """
