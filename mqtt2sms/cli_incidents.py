@@ -208,22 +208,16 @@ def preview(config: cfg.Config, trigger: Any) -> dict[str, Any]:
         out["does"] = f"joins incident {current.code} (no text)"
         return out
     out["does"] = "opens an incident"
-    rule = next((r for r in config.rules if r.name == trigger.rule), None)
-    opts = rule.options if rule is not None else config.defaults
     steps = []
     for step in incidents.policy_of(config, trigger.policy).steps:
-        texts = []
+        texts, calls = [], []
         for name in step.to:
-            contact = config.contacts[name]
-            via = cfg.contact_via(config, contact, opts, rule is not None and rule.via_set)
+            via = cfg.rule_ways(config, config.contacts[name], trigger.rule)[1]
             reads = bool(via) and ways.reads_replies(config, via[0])
             tail = " Reply ACK <code>" if reads else " ACK <code>"
             texts.append({"to": name, "via": list(via), "body": trigger.message + tail})
-        calls = []
-        for name in step.to if step.call else ():
-            via = cfg.contact_via(config, config.contacts[name], opts, bool(rule and rule.via_set))
-            way = next((w for w in via if ways.can_call(config, w)), None)
-            calls.append({"to": name, "by": way, "times": step.call})
+            if step.call:
+                calls.append({"to": name, "by": ways.caller(config, via), "times": step.call})
         steps.append({"after": step.after, "texts": texts, "calls": calls})
     out["steps"] = steps
     return out
@@ -258,8 +252,8 @@ def call_command(config: cfg.Config, contact: str, wait_text: str) -> int:
         known = ", ".join(config.contacts) or "none"
         print(f"no contact {contact!r} (the config has: {known})", file=sys.stderr)
         return 1
-    via = cfg.contact_via(config, c, config.defaults, False)
-    way = next((w for w in via if ways.can_call(config, w)), None)
+    via = cfg.rule_ways(config, c, None)[1]
+    way = ways.caller(config, via)
     if way is None or c.e164 is None:
         print(
             f"{contact}: no way out of theirs can call ({', '.join(via)}): calls go by the "

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from mqtt2sms import retry
-from mqtt2sms.config import Config, RetryPolicy
+from mqtt2sms.config import Config, RetryPolicy, rule_named
 
 Scope = Literal["transport", "text"]
 
@@ -104,7 +104,8 @@ Decision = Send | Wait | GiveUp
 
 def options_for(config: Config, rule: str) -> Options:
     """The policy's options for the texts of ``rule``: its own, else the defaults'."""
-    o = next((r.options for r in config.rules if r.name == rule), config.defaults)
+    found = rule_named(config, rule)
+    o = found.options if found is not None else config.defaults
     return Options(o.failover_after, config.limits.max_age, config.limits.retry)
 
 

@@ -123,7 +123,7 @@ class Desk:
                 self._reject(msg.topic, f"no open incident {req.code}", now)
         elif kind == "call":
             ring = incidents.Ring(said, now.e)
-            failed = self._ring(None, ring, self.config.defaults, False, control.TEST_RING)
+            failed = self._ring(None, ring, control.TEST_RING)
             if failed is not None:  # said as the call's outcome: `mqtt2sms call` waits for it
                 self.called(Done(Job(f"call:{said}", kind="call"), "", None), now, failed, said)
         else:
@@ -249,7 +249,7 @@ class Desk:
     # -- making a move ---------------------------------------------------------------------
 
     def _ack(self, inc: Incident, by: str, how: str, now: Now) -> None:
-        rule = next((r for r in self.config.rules if r.name == inc.rule), None)
+        rule = cfg.rule_named(self.config, inc.rule)
         self_resolving = rule is not None and rule.resolve_when is not None
         self._make(incidents.ack(inc, by, how, now.e, self_resolving=self_resolving), now)
 
@@ -289,19 +289,13 @@ class Desk:
         due have gone to their workers, so a step's text leaves before its call rings."""
         rings, self._rings = self._rings, []
         for inc, ring in rings:
-            if inc.code not in self.open or self.open[inc.code].state != "open":
-                continue  # acknowledged or ended meanwhile
-            rule = next((r for r in self.config.rules if r.name == inc.rule), None)
-            opts = rule.options if rule is not None else self.config.defaults
-            via_set = rule is not None and rule.via_set
-            self._ring(inc, ring, opts, via_set, inc.policy.ring_for)
+            if inc.code in self.open and self.open[inc.code].state == "open":
+                self._ring(inc, ring, inc.policy.ring_for)  # (not if acknowledged meanwhile)
 
     def _ring(
         self,
         inc: Incident | None,
         ring: incidents.Ring,
-        opts: cfg.RuleOptions,
-        via_set: bool,
         ring_for: float,
     ) -> str | None:
         """Hand one call to the first of the contact's ways out that can call; None, or
@@ -311,8 +305,8 @@ class Desk:
         if contact is None:
             log.error("%s: no contact %s to call", what, ring.to[:40])
             return f"no contact {ring.to[:40]!r}"
-        via = cfg.contact_via(self.config, contact, opts, via_set)
-        way = next((w for w in via if ways.can_call(self.config, w)), None)
+        rule = inc.rule if inc is not None else None  # a test call: the defaults' ways
+        way = ways.caller(self.config, cfg.rule_ways(self.config, contact, rule)[1])
         number = contact.e164
         if way is None or number is None:
             log.warning("%s: %s is not called: no way out of theirs can call", what, ring.to)
@@ -397,9 +391,7 @@ class Desk:
         if contact is None:
             log.error("incident %s: contact %s is no longer in the config", inc.code, send.to)
             return []
-        rule = next((r for r in self.config.rules if r.name == inc.rule), None)
-        opts = rule.options if rule is not None else self.config.defaults
-        via = cfg.contact_via(self.config, contact, opts, rule is not None and rule.via_set)
+        opts, via = cfg.rule_ways(self.config, contact, inc.rule)
         reach = ways.addresses(contact, via)
         if not reach:
             log.error("incident %s: %s has no address for %s", inc.code, send.to, ", ".join(via))

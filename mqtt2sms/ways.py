@@ -8,7 +8,7 @@ config, the config reads only this.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol
 
 AddressKind = Literal["email", "e164"]
@@ -104,3 +104,8 @@ def can_call(config: _Configured, way: str) -> bool:
     if way == "twilio":
         return config.twilio is not None and bool(config.twilio.from_number)
     return False
+
+
+def caller(config: _Configured, via: Sequence[str]) -> str | None:
+    """The first way out in ``via`` that can ring a phone (``can_call``), or None."""
+    return next((way for way in via if can_call(config, way)), None)

@@ -52,6 +52,8 @@ from mqtt2sms.config.model import (
     TwilioConfig,
     contact_via,
     resolve_recipients,
+    rule_named,
+    rule_ways,
 )
 from mqtt2sms.config.reader import (
     default_state_dir,
@@ -98,6 +100,8 @@ __all__ = [
     "parse_rate",
     "parse_time_of_day",
     "resolve_recipients",
+    "rule_named",
+    "rule_ways",
     "topic_filter_problem",
     "topic_name_problem",
 ]

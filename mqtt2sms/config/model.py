@@ -254,3 +254,19 @@ def contact_via(
     if rule_via_set:
         return rule_options.via
     return config.defaults.via
+
+
+def rule_named(config: Config, name: str | None) -> Rule | None:
+    """The rule called ``name`` in force, or None (gone since, or no rule: a test call)."""
+    return next((r for r in config.rules if r.name == name), None)
+
+
+def rule_ways(
+    config: Config, contact: Contact, rule_name: str | None
+) -> tuple[RuleOptions, tuple[str, ...]]:
+    """The options and the ways out, in order, of the texts and calls rule ``rule_name``
+    makes for ``contact`` (the defaults' when the rule is gone): an incident's texts are
+    made long after its message, from the config in force then."""
+    rule = rule_named(config, rule_name)
+    options = rule.options if rule is not None else config.defaults
+    return options, contact_via(config, contact, options, rule is not None and rule.via_set)
