@@ -518,13 +518,7 @@ class ModemTransport:
     def _listen(self) -> None:
         """Read one slice of what the modem says; every line is unsolicited."""
         self._reader.feed(self._read())
-        lines = []
-        item = self._reader.pop()
-        while item is not None:
-            if isinstance(item, str) and item.strip():
-                lines.append(item.strip())
-            item = self._reader.pop()
-        self._heard(lines)
+        self._hear_read()
 
     def _late_lines(self) -> None:
         """After a dial we stopped (the hang-up aborts it), the modem's late result for the
@@ -842,6 +836,10 @@ class ModemTransport:
                 self._reader.feed(port.read(waiting))
         except Exception as exc:
             raise _Gone(exc) from exc
+        self._hear_read()
+
+    def _hear_read(self) -> None:
+        """Every line read so far, while no command waited for it, is unsolicited."""
         lines = []
         item = self._reader.pop()
         while item is not None:
