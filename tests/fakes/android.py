@@ -38,9 +38,13 @@ import socket
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.fakes.http import json_handler
 
 DEFAULT_SCRIPT: tuple[str | tuple[str, str], ...] = ("Sent", "Delivered")
 ID = re.compile(r"/messages?/([^/]+)")
@@ -259,44 +263,19 @@ class FakeAndroid:
 
 
 def _handler(fake: FakeAndroid) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def answer(
+        method: str, path: str, query: dict[str, str], raw: bytes, headers: Message
+    ) -> tuple[int, Any, Mapping[str, str]]:
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw.decode("utf-8"))
+            except ValueError:
+                body = None
+        status, out = fake.answer(method, path, query, body, headers.get("Authorization"))
+        if method == "POST" and status == 202 and fake.answer_delay:
+            time.sleep(fake.answer_delay)  # the phone has it; the answer is slow
+        challenge = {"WWW-Authenticate": 'Basic realm="Access to SMS Gateway"'}
+        return status, out, challenge if status == 401 else {}
 
-        def _serve(self, method: str) -> None:
-            parts = urllib.parse.urlsplit(self.path)
-            query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            body: Any = None
-            if raw:
-                try:
-                    body = json.loads(raw.decode("utf-8"))
-                except ValueError:
-                    body = None
-            status, out = fake.answer(
-                method, parts.path, query, body, self.headers.get("Authorization")
-            )
-            if method == "POST" and status == 202 and fake.answer_delay:
-                time.sleep(fake.answer_delay)  # the phone has it; the answer is slow
-            data = b"" if out is None else json.dumps(out).encode("utf-8")
-            self.send_response(status)
-            if status == 401:
-                self.send_header("WWW-Authenticate", 'Basic realm="Access to SMS Gateway"')
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def do_POST(self) -> None:
-            self._serve("POST")
-
-        def do_DELETE(self) -> None:
-            self._serve("DELETE")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # quiet; the requests are recorded
-
-    return Handler
+    return json_handler(answer)

@@ -44,15 +44,18 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import email.utils
-import json
 import re
 import secrets
 import ssl
 import threading
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.fakes.http import json_handler
 
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 DEFAULT_SCRIPT: tuple[str | tuple[str, int], ...] = ("sent", "delivered")
@@ -481,39 +484,12 @@ def _error(status: int, code: int, message: str | None = None) -> dict[str, Any]
 
 
 def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def answer(
+        method: str, path: str, query: dict[str, str], raw: bytes, headers: Message
+    ) -> tuple[int, Any, Mapping[str, str]]:
+        form: dict[str, str] = {}
+        if headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+            form = dict(urllib.parse.parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+        return fake.answer(method, path, query, form, headers.get("Authorization"))
 
-        def _serve(self, method: str) -> None:
-            parts = urllib.parse.urlsplit(self.path)
-            query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            form: dict[str, str] = {}
-            if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
-                form = dict(urllib.parse.parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
-            status, body, headers = fake.answer(
-                method, parts.path, query, form, self.headers.get("Authorization")
-            )
-            data = json.dumps(body).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def do_POST(self) -> None:
-            self._serve("POST")
-
-        def do_DELETE(self) -> None:
-            self._serve("DELETE")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # quiet; the requests are recorded
-
-    return Handler
+    return json_handler(answer)
