@@ -179,8 +179,11 @@ class Desk:
                     self._make(incidents.resolve(inc, t.message, now.e), now)
                 continue
             if inc is not None:
-                self._make(incidents.join(inc), now)
-                log.info("incident %s: another message for %s joins it", inc.code, t.key)
+                # kept in memory until the incident's next write: a sensor that repeats
+                # itself every few seconds costs no fsync each time
+                joined = self.open[inc.code] = incidents.join(inc).incident
+                n = joined.joined
+                log.info("incident %s: %d more message(s) for %s joined it", inc.code, n, t.key)
                 continue
             if t.policy not in self.config.escalations:
                 log.error("rule %s: escalation policy %s is gone", t.rule, t.policy)
