@@ -97,7 +97,7 @@ class Desk:
         for data in outbox.incidents():
             inc = incidents.from_json(data)
             self.open[inc.code] = inc
-        self.codes = outbox.incident_codes()
+        self.codes = outbox.incident_codes()  # the open ones' too: never drawn again
         self._retry_at = -1e18
         self._queued = False  # texts were queued since the engine last asked (``tick``)
 
@@ -150,7 +150,7 @@ class Desk:
             log.info("drill of %s: one is running already", p.name)
             return
         message = f"TEST: a drill of the {p.name} alarm, no emergency. Please reply to it."
-        code = incidents.new_code(self.rand, self.codes | set(self.open))
+        code = incidents.new_code(self.rand, self.codes)
         opened = incidents.open_(
             code, "drill", key, drill, message, "high", now.e, now.wall.timestamp()
         )
@@ -188,7 +188,7 @@ class Desk:
             if t.policy not in self.config.escalations:
                 log.error("rule %s: escalation policy %s is gone", t.rule, t.policy)
                 continue
-            code = incidents.new_code(self.rand, self.codes | set(self.open))
+            code = incidents.new_code(self.rand, self.codes)
             policy = incidents.policy_of(self.config, t.policy)
             wall = now.wall.timestamp()
             opened = incidents.open_(code, t.rule, t.key, policy, t.message, "high", now.e, wall)
@@ -256,10 +256,10 @@ class Desk:
         self_resolving = rule is not None and rule.resolve_when is not None
         self._make(incidents.ack(inc, by, how, now.e, self_resolving=self_resolving), now)
 
-    def _make(self, out: Outcome, now: Now) -> bool:
+    def _make(self, out: Outcome, now: Now) -> None:
         """Write ``out`` (one transaction), then say it. Raises ``StorageError``."""
         if not out.changed:
-            return False
+            return
         inc = out.incident
         records = [r for s in out.sends for r in self._records(inc, s, now)]
         why = f"incident {inc.code} {inc.state}: not sent" if out.drop_waiting else None
@@ -283,7 +283,6 @@ class Desk:
         if out.hang_up and inc.code in self._hang_up:
             self._hang_up.pop(inc.code).set()  # a call ringing now ends; none comes later
         self._rings.extend((inc, ring) for ring in out.rings)
-        return bool(records)
 
     # -- calls -----------------------------------------------------------------------------
 
